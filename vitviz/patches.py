@@ -1,0 +1,46 @@
+"""Cutting images into patch tokens and putting them back."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["patchify", "unpatchify", "grid_shape"]
+
+
+def grid_shape(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
+    """(rows, cols) of the patch grid; the patch size must divide both sides."""
+    height, width = image_size
+    if patch_size <= 0 or height % patch_size or width % patch_size:
+        raise ValueError(f"patch size {patch_size} does not divide the image size {height}x{width}")
+    return height // patch_size, width // patch_size
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Images ``[B, C, H, W]`` to patch tokens ``[B, N, C*p*p]`` in raster order.
+
+    Each token is flattened channel-first (C, p, p), the order a ``Conv2d`` patch embedding
+    with kernel = stride = p reads its weights, so ``tokens @ W.flatten(1).T`` equals the conv.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"expected images [B, C, H, W], got shape {tuple(images.shape)}")
+    batch, channels, _, _ = images.shape
+    rows, cols = grid_shape(images.shape[-2:], patch_size)
+    x = images.reshape(batch, channels, rows, patch_size, cols, patch_size)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, rows, cols, C, p, p)
+    return x.reshape(batch, rows * cols, channels * patch_size * patch_size)
+
+
+def unpatchify(tokens: torch.Tensor, patch_size: int, grid_size: tuple[int, int]) -> torch.Tensor:
+    """Patch tokens ``[B, N, C*p*p]`` back to images ``[B, C, H, W]``; the exact inverse of ``patchify``."""
+    if tokens.ndim != 3:
+        raise ValueError(f"expected tokens [B, N, C*p*p], got shape {tuple(tokens.shape)}")
+    batch, num_tokens, dim = tokens.shape
+    rows, cols = grid_size
+    if num_tokens != rows * cols:
+        raise ValueError(f"{num_tokens} tokens do not fill a {rows}x{cols} grid")
+    if dim % (patch_size * patch_size):
+        raise ValueError(f"token size {dim} is not a multiple of patch area {patch_size}x{patch_size}")
+    channels = dim // (patch_size * patch_size)
+    x = tokens.reshape(batch, rows, cols, channels, patch_size, patch_size)
+    x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, rows, p, cols, p)
+    return x.reshape(batch, channels, rows * patch_size, cols * patch_size)
