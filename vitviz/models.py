@@ -59,7 +59,7 @@ TIMM_SUGGESTIONS = (
 _ARCH_KEYS = (
     "img_size", "patch_size", "num_classes", "global_pool", "embed_dim", "depth", "num_heads",
     "mlp_ratio", "qkv_bias", "class_token", "reg_tokens", "no_embed_class", "pre_norm", "fc_norm",
-    "final_norm", "init_values", "qk_norm",
+    "final_norm", "init_values", "qk_norm", "pos_embed", "dynamic_img_size",
 )
 
 Source = Literal["checkpoint", "timm", "file"]
