@@ -39,6 +39,7 @@ __all__ = [
     "list_models",
     "load_model",
     "model_card",
+    "normalize",
     "read_sidecar",
     "save_checkpoint",
 ]
@@ -511,3 +512,11 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return asdict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def normalize(images: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Images ``[B, 3, H, W]`` in [0, 1] to the model's input: ``(x - mean) / std`` from its card."""
+    card = model_card(model)
+    mean = torch.tensor(card.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(card.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    return (images - mean) / std

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["patchify", "unpatchify", "grid_shape"]
+__all__ = ["embedding_filter_components", "grid_shape", "patchify", "unpatchify"]
 
 
 def grid_shape(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
@@ -44,3 +44,28 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, grid_size: tuple[int, int]
     x = tokens.reshape(batch, rows, cols, channels, patch_size, patch_size)
     x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, rows, p, cols, p)
     return x.reshape(batch, channels, rows * patch_size, cols * patch_size)
+
+
+def embedding_filter_components(proj_weight: torch.Tensor, num_components: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """Principal components of a patch embedding's filters, shown as RGB images.
+
+    As in Dosovitskiy et al. (2020), Fig. 7 left: the rows of the linear patch projection
+    ``[D, C, p, p]`` are centred and decomposed; each component is one ``C x p x p`` image.
+
+    Returns:
+        components ``[K, C, p, p]``, each min-max scaled to [0, 1] for display, and
+        ``[K]`` the fraction of the filters' variance each explains.
+    """
+    if proj_weight.ndim != 4:
+        raise ValueError(f"expected a conv weight [D, C, p, p], got shape {tuple(proj_weight.shape)}")
+    embed_dim, channels, p, _ = proj_weight.shape
+    filters = proj_weight.detach().float().cpu().reshape(embed_dim, -1)
+    centred = filters - filters.mean(dim=0, keepdim=True)
+    _, singular, right = torch.linalg.svd(centred, full_matrices=False)  # right: (min(D, Cpp), Cpp)
+    k = min(num_components, right.shape[0])
+    variance = singular.square()
+    explained = variance[:k] / variance.sum().clamp_min(1e-12)
+    components = right[:k].reshape(k, channels, p, p)
+    low = components.amin(dim=(1, 2, 3), keepdim=True)
+    high = components.amax(dim=(1, 2, 3), keepdim=True)
+    return (components - low) / (high - low).clamp_min(1e-12), explained

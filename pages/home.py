@@ -1,0 +1,47 @@
+"""Home: the ViT recipe in a few lines, and the loaded model's card."""
+
+import streamlit as st
+
+import ui
+
+st.title("vitviz: open a Vision Transformer up")
+st.markdown(
+    """
+A Vision Transformer (Dosovitskiy et al., 2020) reads an image the way a language model reads a sentence:
+
+1. **Patches.** The image is cut into a grid of square patches (say 16x16 pixels); each is flattened
+   and projected linearly to a vector: a *token*.
+2. **Positions.** A learned positional embedding is added to each token, since attention alone ignores order.
+   A class token (and sometimes register tokens) is put in front of the sequence.
+3. **Attention.** A stack of transformer blocks lets every token attend to every other one.
+4. **Prediction.** The class token's final vector (or the mean of the patch tokens) goes to a linear head.
+
+Pick a model and an image in the sidebar, then open a view: **Patches**, **Positions**, and the others as they are added.
+"""
+)
+
+ref, model = ui.context.current_model()
+card = model.card
+st.subheader(f"Model: {card.name}")
+for note in card.notes:
+    st.warning(note)
+left, middle, right = st.columns(3)
+left.metric("Parameters", f"{card.num_parameters / 1e6:.2f} M")
+middle.metric("Patch grid", f"{card.grid_size[0]} x {card.grid_size[1]}", help=f"{card.patch_size} px patches")
+right.metric("Input", f"{card.image_size[0]} x {card.image_size[1]} px")
+st.markdown(
+    f"""
+| | |
+|---|---|
+| Where it came from | {card.provenance} |
+| Depth x width x heads | {card.depth} blocks x {card.embed_dim} x {card.num_heads} heads |
+| Prefix tokens | {card.num_prefix_tokens} ({'class token' if card.has_class_token else 'no class token'}{', registers' if card.num_prefix_tokens > int(card.has_class_token) else ''}) |
+| Classes | {card.num_classes if card.num_classes else 'none (no classification head)'} |
+| Jigsaw head | {f'yes, {card.jigsaw_grid[0]}x{card.jigsaw_grid[1]} positions' if card.has_jigsaw_head else 'no'} |
+| Normalisation | mean {tuple(round(m, 3) for m in card.mean)}, std {tuple(round(s, 3) for s in card.std)} |
+"""
+)
+metrics = card.sidecar.get("metrics")
+if metrics:
+    st.markdown("**Recorded metrics**")
+    st.json(metrics, expanded=False)

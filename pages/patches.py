@@ -1,0 +1,51 @@
+"""Patches: the image as the model sees it, cut into tokens; one patch as a vector; the embedding filters."""
+
+import streamlit as st
+
+import ui
+from vitviz import plots
+from vitviz.patches import embedding_filter_components, patchify
+
+st.title("Patches")
+ctx = ui.current()
+card = ctx.card
+p = card.patch_size
+gh, gw = card.grid_size
+st.caption(f"{ctx.image_label}, resized and centre-cropped to {card.image_size[0]}x{card.image_size[1]} px: "
+           f"a {gh}x{gw} grid of {p}x{p} patches, {gh * gw} tokens.")
+
+tokens = patchify(ctx.pixels.cpu(), p)[0]  # (N, 3*p*p), pixel values in [0, 1]
+if "patch_index" not in st.session_state or st.session_state.patch_index >= gh * gw:
+    st.session_state.patch_index = (gh // 2) * gw + gw // 2
+
+left, right = st.columns([3, 2])
+with left:
+    event = ui.show_figure(plots.image_with_grid(ctx.pixels[0], p, selected=st.session_state.patch_index,
+                                                 title="Click a patch"),
+                           "patch-grid", key="patch-grid", on_select="rerun")
+    points = event.selection.points if event and event.selection else []
+    if points and points[0].get("customdata"):
+        clicked = int(points[0]["customdata"][0])
+        if clicked != st.session_state.patch_index:
+            st.session_state.patch_index = clicked
+            st.rerun()
+with right:
+    index = st.number_input("Patch index (raster order)", 0, gh * gw - 1, key="patch_index")
+    row, col = divmod(int(index), gw)
+    st.markdown(f"Patch **{index}** sits at row {row}, column {col}; it is token **{index + card.num_prefix_tokens}** "
+                f"of the sequence ({card.num_prefix_tokens} prefix token(s) come first).")
+    st.image(tokens[index].reshape(3, p, p).permute(1, 2, 0).numpy(), width=160, clamp=True,
+             caption=f"patch {index}, enlarged")
+ui.show_figure(plots.patch_vector(tokens[index], p), "patch-vector", {"patch_vector": tokens[index]})
+
+prefix = (["CLS"] if card.has_class_token else []) + [f"REG{i}" for i in range(card.num_prefix_tokens - int(card.has_class_token))]
+st.subheader("The sequence the transformer reads")
+ui.show_figure(plots.token_sequence(tokens.reshape(-1, 3, p, p), per_row=min(2 * gw, 32), prefix_labels=prefix),
+               "token-sequence", {"tokens": tokens})
+
+st.subheader("What the patch embedding looks for")
+st.caption("Each patch is multiplied by a learned matrix. Its filters' principal components (Dosovitskiy et al., "
+           "Fig. 7 left) resemble basis functions for the structure inside a patch; a model with random weights shows noise.")
+components, explained = embedding_filter_components(ctx.model.patch_embed.proj.weight)
+ui.show_figure(plots.embedding_filters(components, explained), "embedding-filters",
+               {"components": components, "explained_variance": explained})

@@ -1,0 +1,35 @@
+"""Caches by kind: models are resources shared by every session (read-only, eval mode); images are data."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from vitviz.images import load_image
+from vitviz.models import load_model
+from vitviz.samples import load_sample
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
+def model(ref: str) -> torch.nn.Module:
+    loaded = load_model(ref)
+    loaded.requires_grad_(True)  # gradient methods need it; nothing ever steps an optimiser on a cached model
+    return loaded
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def uploaded_image(data: bytes) -> Image.Image:
+    return load_image(data)
+
+
+@st.cache_data(show_spinner=False)
+def sample_image(name: str) -> Image.Image:
+    return load_sample(name)
+
+
+def image_key(image: Image.Image) -> str:
+    """A short content hash: the cache key of every per-image computation."""
+    return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()[:16]

@@ -1,0 +1,86 @@
+"""What every page works on: the selected model and image, ready for the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from vitviz.images import ImageLoadError, fit_to_model, image_notes, to_tensor
+from vitviz.models import ModelCard, ModelLoadError, normalize
+
+from . import cache
+
+# session_state keys written by the sidebar and read here
+MODEL_REF = "model_ref"
+IMAGE_SOURCE = "image_source"
+SAMPLE_NAME = "sample_name"
+UPLOAD = "upload"
+
+
+@dataclass(frozen=True)
+class Context:
+    model_ref: str
+    model: torch.nn.Module
+    card: ModelCard
+    image: Image.Image  # as loaded
+    image_label: str
+    model_image: Image.Image  # resized and cropped as the model sees it
+    pixels: torch.Tensor  # [1, 3, H, W] in [0, 1] on the model's device
+    inputs: torch.Tensor  # [1, 3, H, W] normalised: what the model's forward takes
+    image_key: str  # content hash of model_image; with model_ref, the key of every cached computation
+
+
+def current_model() -> tuple[str, torch.nn.Module]:
+    """The selected model, or an error on the page and a stop."""
+    ref = st.session_state.get(MODEL_REF)
+    if not ref:
+        st.info("Choose a model in the sidebar.")
+        st.stop()
+    try:
+        return ref, cache.model(ref)
+    except ModelLoadError as e:
+        st.error(f"Could not load model **{ref}**: {e}")
+        st.stop()
+
+
+def current_image() -> tuple[Image.Image, str]:
+    """The selected image, or a message on the page and a stop."""
+    source = st.session_state.get(IMAGE_SOURCE, "Sample photo")
+    if source == "Upload":
+        upload = st.session_state.get(UPLOAD)
+        if upload is None:
+            st.info("Upload an image in the sidebar (or pick a sample photo).")
+            st.stop()
+        try:
+            return cache.uploaded_image(upload.getvalue()), upload.name
+        except ImageLoadError as e:
+            st.error(f"**{upload.name}** cannot be used: {e}")
+            st.stop()
+    name = st.session_state.get(SAMPLE_NAME, "astronaut")
+    return cache.sample_image(name), f"sample photo: {name}"
+
+
+def current() -> Context:
+    """Model and image for this page; stops the page with a clear message when either is missing."""
+    ref, model = current_model()
+    image, label = current_image()
+    for note in image_notes(image):
+        st.caption(f"ℹ️ {note}")
+    card = model.card
+    model_image = fit_to_model(image, card.image_size)
+    device = next(model.parameters()).device
+    pixels = to_tensor(model_image).unsqueeze(0).to(device)
+    return Context(
+        model_ref=ref,
+        model=model,
+        card=card,
+        image=image,
+        image_label=label,
+        model_image=model_image,
+        pixels=pixels,
+        inputs=normalize(pixels, model),
+        image_key=cache.image_key(model_image),
+    )
