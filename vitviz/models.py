@@ -454,7 +454,7 @@ def _infer_architecture(state: dict[str, torch.Tensor], filename: str) -> tuple[
         qkv_bias="blocks.0.attn.qkv.bias" in state,
         global_pool="token" if class_token else "avg",
         fc_norm="fc_norm.weight" in state,
-        final_norm="norm.weight" in state,
+        final_norm="norm.weight" in state or "fc_norm.weight" in state,
         pre_norm="norm_pre.weight" in state,
         init_values=1e-5 if "blocks.0.ls1.gamma" in state else None,
     )

@@ -1,0 +1,88 @@
+"""The Home, Patches and Positions views driven as a user drives them (AppTest, no browser)."""
+
+import pytest
+import torch
+
+from apptest import APP, chart_specs, chart_titles, open_page, png_bytes
+
+MODEL = "vit_tiny_patch16_224"
+
+
+def test_home_shows_the_model_card():
+    at = open_page("home", model=MODEL)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patch grid"] == "14 x 14" and metrics["Input"] == "224 x 224 px"
+    assert metrics["Parameters"] == "5.72 M"
+    assert any("random weights" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("image", ["upload", "sample"])
+def test_patches_draws_the_models_grid(image):
+    kwargs = dict(upload=("tiny.png", png_bytes())) if image == "upload" else dict(sample="chelsea")
+    at = open_page("patches", model=MODEL, **kwargs)
+    assert not at.exception and not at.error
+    assert ("tiny.png" if image == "upload" else "chelsea") in at.caption[0].value
+    grid = chart_specs(at)[0]
+    lines = [s for s in grid["layout"]["shapes"] if s["type"] == "line"]
+    horizontal = {s["y0"] for s in lines if s["y0"] == s["y1"]}
+    vertical = {s["x0"] for s in lines if s["x0"] == s["x1"]}
+    assert len(horizontal) == 15 and len(vertical) == 15  # a 14x14 grid of 16 px patches
+    assert sorted(horizontal)[1] - sorted(horizontal)[0] == 16
+    markers = grid["data"][1]
+    assert len(markers["customdata"]) == 196
+
+
+def test_choosing_a_patch_shows_its_vector():
+    at = open_page("patches", model=MODEL, sample="astronaut")
+    at.number_input(key="patch_index").set_value(0).run()
+    assert "Patch **0** sits at row 0, column 0" in " ".join(m.value for m in at.markdown)
+    vector = chart_specs(at)[1]
+    values = [y for trace in vector["data"] for y in trace["y"]]
+    assert len(values) == 3 * 16 * 16
+    # the vector is the top-left patch of the image the model sees, channel first
+    from vitviz.images import fit_to_model, to_tensor
+    from vitviz.samples import load_sample
+
+    patch = to_tensor(fit_to_model(load_sample("astronaut"), (224, 224)))[:, :16, :16].reshape(-1)
+    assert torch.allclose(torch.tensor(values), patch, atol=1e-6)
+
+
+def test_a_file_that_is_not_an_image_gets_a_clear_message():
+    at = open_page("patches", model=MODEL, upload=("notes.png", b"this is text, not pixels" * 10))
+    assert not at.exception
+    assert "notes.png** cannot be used: This file is not an image" in at.error[0].value
+
+
+def test_a_missing_weights_file_gets_a_clear_message(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["model_choice"] = "A local weights file…"
+    at.session_state["weights_path"] = str(tmp_path / "nothing.safetensors")
+    at.run()
+    assert not at.exception
+    assert "Could not load model" in at.error[0].value and "No file at" in at.error[0].value
+
+
+def test_positions_learned_and_sincos():
+    at = open_page("positions", model=MODEL, sample="rocket")
+    assert not at.exception
+    titles = chart_titles(at)
+    assert len(titles) == 5 and "resampled to 28x28" in titles[-1]
+    learned = chart_specs(at)[0]["data"][0]["z"]
+    # tile (0, 0) of the grid: position (0, 0) against itself is 1
+    assert abs(learned[0][0] - 1.0) < 1e-6
+
+
+def test_positions_on_a_model_without_position_embeddings(tmp_path, monkeypatch):
+    from vitviz.models import create_vit, save_checkpoint
+
+    arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=0, pos_embed="none")
+    save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), tmp_path / "tiny-jigsaw",
+                    dict(name="tiny-jigsaw", kind="jigsaw", architecture=arch, jigsaw=dict(grid=[4, 4])))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("positions", model="tiny-jigsaw", sample="rocket")
+    assert not at.exception
+    assert "has no learned positional embeddings" in at.info[0].value
+    assert len(chart_titles(at)) == 2  # the sin-cos table only

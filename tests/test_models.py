@@ -1,0 +1,130 @@
+"""The model registry: each source loads, equals the weights it was given, and bad files say why."""
+
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vitviz.models import ModelLoadError, create_vit, list_models, load_model, save_checkpoint
+
+ARCH = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
+
+
+def _sidecar(**extra):
+    return dict(name="tiny", kind="classifier", architecture=ARCH, class_names=["a", "b", "c"],
+                normalization=dict(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]),
+                training=dict(dataset="shapes", steps=10), **extra)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = create_vit(ARCH)
+    path = save_checkpoint(model, tmp_path / "tiny", _sidecar())
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    return model.eval(), path
+
+
+def test_timm_name_without_cached_weights_says_so():
+    model = load_model("vit_tiny_patch16_224", device="cpu")
+    card = model.card
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    assert (card.grid_size, card.patch_size, card.num_prefix_tokens, card.embed_dim, card.depth) == ((14, 14), 16, 1, 192, 12)
+    assert card.num_classes == 1000 and card.class_names[1].startswith("goldfish")
+    assert "random weights" in card.provenance and "never downloads" in card.notes[0]
+
+
+def test_timm_registers_and_no_class_token():
+    card = load_model("timm:vit_small_patch14_reg4_dinov2", device="cpu").card
+    assert card.num_prefix_tokens == 5 and card.has_class_token and card.grid_size == (37, 37)
+
+
+def test_unknown_names_and_non_vits():
+    with pytest.raises(ModelLoadError, match="neither a checkpoint .* nor a timm model name"):
+        load_model("no_such_model_xyz", device="cpu")
+    with pytest.raises(ModelLoadError, match="not a timm VisionTransformer"):
+        load_model("resnet18", device="cpu")
+
+
+def test_checkpoint_by_name_reproduces_the_saved_model(tiny_checkpoint):
+    original, path = tiny_checkpoint
+    assert {p.name for p in path.parent.iterdir()} == {"tiny.safetensors", "tiny.json"}  # no temporary files left
+    loaded = load_model("tiny", device="cpu")
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), original(x))
+    card = loaded.card
+    assert card.source == "checkpoint" and card.class_names == ("a", "b", "c") and card.mean == (0.5, 0.5, 0.5)
+    assert card.provenance == "vitviz classifier checkpoint trained on shapes for 10 steps"
+    assert list_models()[0].ref == "tiny" and list_models()[0].source == "checkpoint"
+
+
+def test_jigsaw_head_saved_under_its_own_prefix(tmp_path):
+    model = create_vit({**ARCH, "num_classes": 0, "pos_embed": "none"}, jigsaw_grid=(4, 4))
+    path = save_checkpoint(model, tmp_path / "jig", _sidecar(jigsaw=dict(grid=[4, 4])) | {"architecture": {**ARCH, "num_classes": 0, "pos_embed": "none"}})
+    loaded = load_model(path, device="cpu")
+    assert loaded.card.jigsaw_grid == (4, 4) and torch.equal(loaded.jigsaw_head.weight, model.jigsaw_head.weight)
+
+
+def test_bare_safetensors_infers_the_architecture(tmp_path):
+    model = create_vit({**ARCH, "embed_dim": 128, "num_heads": 2, "class_token": False, "global_pool": "avg", "reg_tokens": 2}).eval()
+    path = tmp_path / "bare.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    loaded = load_model(path, device="cpu")
+    assert loaded.card.num_prefix_tokens == 2 and not loaded.card.has_class_token
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(loaded(x), model(x), atol=1e-6)  # 128/64 = 2 heads: inference is exact here
+    assert any("No sidecar" in note for note in loaded.card.notes)
+
+
+def test_pth_state_dict_loads_with_weights_only(tmp_path):
+    model = create_vit({**ARCH, "embed_dim": 64, "num_heads": 1}).eval()
+    path = tmp_path / "plain.pth"
+    torch.save({"model": model.state_dict()}, path)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(load_model(path, device="cpu")(x), model(x), atol=1e-6)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.mkdir, (os.environ["VITVIZ_PICKLE_CANARY"],))
+
+
+def test_pth_with_code_is_refused_and_never_runs(tmp_path, monkeypatch):
+    canary = tmp_path / "canary"
+    monkeypatch.setenv("VITVIZ_PICKLE_CANARY", str(canary))
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"patch_embed.proj.weight": _Payload()}, f)
+    with pytest.raises(ModelLoadError, match="refused: it holds Python objects other than tensors"):
+        load_model(path, device="cpu")
+    assert not canary.exists()
+
+
+def test_corrupt_truncated_and_foreign_files(tmp_path, tiny_checkpoint):
+    _, good = tiny_checkpoint
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(os.urandom(2048))
+    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
+        load_model(corrupt, device="cpu")
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
+        load_model(truncated, device="cpu")
+    foreign = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(10, 8)}, foreign)
+    with pytest.raises(ModelLoadError, match="not a ViT checkpoint: it has no patch_embed.proj.weight"):
+        load_model(foreign, device="cpu")
+    with pytest.raises(ModelLoadError, match="No file at"):
+        load_model(tmp_path / "missing.safetensors", device="cpu")
+
+
+def test_sidecar_that_does_not_match_its_weights(tmp_path):
+    model = create_vit(ARCH)
+    path = save_checkpoint(model, tmp_path / "odd", _sidecar() | {"architecture": {**ARCH, "depth": 3}})
+    with pytest.raises(ModelLoadError, match=r"odd.safetensors does not fit its architecture: missing \d+ tensors \(e.g. blocks.2"):
+        load_model(path, device="cpu")
+    path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        load_model(path, device="cpu")
