@@ -1,0 +1,419 @@
+"""Where a ViT looks: every block's attention, rollout, gradient rollout, relevance, attention distance.
+
+Notation: ``attentions`` is a list of L tensors ``[B, H, N, N]`` (post-softmax, each row sums to 1
+over the keys), N = P + gh*gw with P prefix tokens (class token first, then registers) and the
+gh x gw patch grid in raster order. Functions that run the model take ``images``: model-ready
+tensors ``[B, 3, H, W]``, already normalised with the model's mean and std (``vitviz.models.normalize``)
+and on the model's device; the model must be a timm ``VisionTransformer`` in eval mode.
+
+Works for any grid, patch size and number of prefix tokens (class token or not, registers or not).
+timm's attention is fused (``scaled_dot_product_attention``), which never builds the attention
+matrix; ``recorded_attention`` turns that off for the duration of one pass and restores it.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Literal, Sequence, Union
+
+import torch
+from torch import nn
+
+__all__ = [
+    "HeadFusion",
+    "attention_gradients",
+    "capture",
+    "class_map",
+    "grad_rollout",
+    "grad_rollout_matrix",
+    "mass_mask",
+    "mean_attention_distance",
+    "query_map",
+    "recorded_attention",
+    "relevance",
+    "relevance_matrix",
+    "rollout",
+    "top_predictions",
+]
+
+HeadFusion = Literal["mean", "max", "min"]
+Target = Union[int, torch.Tensor]
+
+# Streamlit serves every session from one cached model in its own thread: one recording at a time,
+# so that no pass restores the fused setting while another still needs it off.
+_RECORDING = threading.RLock()
+
+
+@contextmanager
+def recorded_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record every block's attention during the forward passes run inside the ``with``.
+
+    Turns off fused attention in each block (only the manual path builds the matrix) and hooks
+    the attention dropout, whose output is the post-softmax attention ``[B, H, N, N]``. On exit
+    the hooks are removed and each block's fused setting is restored to what it was.
+
+    Yields:
+        The list the attentions are appended to, in forward order. Tensors are recorded as they
+        flow, so under ``torch.enable_grad`` they stay in the graph (gradients can be taken
+        with respect to them).
+    """
+    modules = _attention_modules(model)
+    recorded: list[torch.Tensor] = []
+    owner = threading.get_ident()
+
+    def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        if threading.get_ident() == owner:  # another session's pass through the shared model is not ours
+            recorded.append(output)
+
+    with _RECORDING:
+        fused = [m.fused_attn for m in modules]
+        handles = [m.attn_drop.register_forward_hook(record) for m in modules]
+        try:
+            for m in modules:
+                m.fused_attn = False
+            yield recorded
+        finally:
+            for handle in handles:
+                handle.remove()
+            for m, setting in zip(modules, fused):
+                m.fused_attn = setting
+
+
+def capture(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One forward pass: the logits and every block's attention.
+
+    Args:
+        model: a timm ``VisionTransformer`` in eval mode (fused attention on or off: left as found).
+        images: model-ready ``[B, 3, H, W]`` (normalised) on the model's device.
+
+    Returns:
+        logits ``[B, num_classes]`` and a list of L attentions ``[B, H, N, N]``, rows summing to 1.
+    """
+    _check_inputs(model, images)
+    with torch.no_grad(), recorded_attention(model) as attentions:
+        logits = model(images)
+    _check_recorded(model, attentions)
+    return logits, list(attentions)
+
+
+def attention_gradients(model: nn.Module, images: torch.Tensor, target: Target
+                        ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """One forward and one backward pass: logits, attentions, and the target logit's gradient wrt each.
+
+    Each batch item's own target logit is differentiated (items do not interact in a ViT, so
+    one backward of their sum gives every item its own gradient). ``autograd.grad`` with the
+    attentions as inputs returns gradient l for attention l, so layers cannot be mismatched,
+    and no parameter gradient is computed or stored.
+
+    Args:
+        model: a timm ``VisionTransformer`` in eval mode.
+        images: model-ready ``[B, 3, H, W]`` on the model's device.
+        target: one class index for every item, or a LongTensor ``[B]``.
+
+    Returns:
+        logits ``[B, C]`` and two lists of L tensors ``[B, H, N, N]``: attentions and gradients (detached).
+    """
+    _check_inputs(model, images)
+    if getattr(model, "num_classes", 1) == 0:
+        raise ValueError(f"{type(model).__name__} has no classifier head (num_classes=0): there is no class to explain")
+    # The input requires grad so the attentions are in the graph even if the weights are frozen.
+    images = images.detach().requires_grad_(True)
+    with torch.enable_grad(), recorded_attention(model) as attentions:
+        logits = model(images)
+    _check_recorded(model, attentions)
+    targets = _targets(target, logits)
+    score = logits.gather(1, targets[:, None]).sum()
+    gradients = torch.autograd.grad(score, attentions)
+    return logits.detach(), [a.detach() for a in attentions], list(gradients)
+
+
+def rollout(attentions: Sequence[torch.Tensor], head_fusion: HeadFusion = "mean", discard_ratio: float = 0.0,
+            start_layer: int = 0) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): attention flow through the residual stream.
+
+    For each layer from ``start_layer``: fuse the heads, optionally zero the ``int(N*N*discard_ratio)``
+    smallest entries of each item (never entry [0, 0]), add the identity for the residual,
+    normalise each row over the keys, and multiply: ``R = A_l @ R`` from ``R = I``.
+
+    Args:
+        attentions: L tensors ``[B, H, N, N]``.
+        head_fusion: how heads are combined: ``"mean"``, ``"max"`` or ``"min"``.
+        discard_ratio: fraction in [0, 1) of each fused matrix's entries set to zero.
+        start_layer: the first layer taken into account (0-based).
+
+    Returns:
+        ``[B, N, N]``; row q is how much each token reaches query q. See ``query_map``.
+    """
+    stack = _stack(attentions)  # (L, B, H, N, N)
+    if head_fusion not in ("mean", "max", "min"):
+        raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', not {head_fusion!r}")
+    if not 0 <= start_layer < stack.shape[0]:
+        raise ValueError(f"start_layer {start_layer} is out of range for {stack.shape[0]} layers")
+    layers = stack[start_layer:].float()
+    if head_fusion == "mean":
+        fused = layers.mean(dim=2)  # (L', B, N, N)
+    elif head_fusion == "max":
+        fused = layers.amax(dim=2)
+    else:
+        fused = layers.amin(dim=2)
+    return _roll(fused, discard_ratio)
+
+
+def grad_rollout_matrix(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor],
+                        discard_ratio: float = 0.0) -> torch.Tensor:
+    """Gradient rollout's ``[B, N, N]``: rollout of ``clamp(mean over heads of A * dA, min=0)`` per layer."""
+    stack, grads = _stack(attentions).float(), _stack(gradients).float()
+    if stack.shape != grads.shape:
+        raise ValueError(f"attentions {tuple(stack.shape)} and gradients {tuple(grads.shape)} differ in shape")
+    fused = (stack * grads).mean(dim=2).clamp(min=0)  # (L, B, N, N)
+    return _roll(fused, discard_ratio)
+
+
+def relevance_matrix(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Chefer et al. (2021) relevance ``[B, N, N]``: ``R = I``; per block ``R = R + mean_h(clamp(dA * A, 0)) @ R``."""
+    stack, grads = _stack(attentions).float(), _stack(gradients).float()
+    if stack.shape != grads.shape:
+        raise ValueError(f"attentions {tuple(stack.shape)} and gradients {tuple(grads.shape)} differ in shape")
+    fused = (grads * stack).clamp(min=0).mean(dim=2)  # (L, B, N, N)
+    relevance = _identity_like(fused[0])
+    for a_bar in fused:
+        relevance = relevance + a_bar @ relevance
+    return relevance
+
+
+def grad_rollout(model: nn.Module, images: torch.Tensor, target: Target, discard_ratio: float = 0.0) -> torch.Tensor:
+    """Gradient rollout for class ``target``: one forward and one backward pass.
+
+    Args:
+        model: a timm ``VisionTransformer`` in eval mode.
+        images: model-ready ``[B, 3, H, W]`` on the model's device.
+        target: a class index, or a LongTensor ``[B]`` of one per item.
+        discard_ratio: as in ``rollout``.
+
+    Returns:
+        ``[B, gh, gw]``: the class token's row (the patch rows' mean for a model with no class token).
+    """
+    _, attentions, gradients = attention_gradients(model, images, target)
+    matrix = grad_rollout_matrix(attentions, gradients, discard_ratio)
+    return class_map(matrix, _grid(model, images), model.num_prefix_tokens, model.cls_token is not None)
+
+
+def relevance(model: nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
+    """Transformer relevance (Chefer et al. 2021, "Generic Attention-model Explainability") for ``target``.
+
+    Args:
+        model: a timm ``VisionTransformer`` in eval mode.
+        images: model-ready ``[B, 3, H, W]`` on the model's device.
+        target: a class index, or a LongTensor ``[B]`` of one per item.
+
+    Returns:
+        ``[B, gh, gw]``: ``R[:, 0, P:]``, or for a model with no class token the mean of the patch rows of ``R[:, P:, P:]``.
+    """
+    _, attentions, gradients = attention_gradients(model, images, target)
+    matrix = relevance_matrix(attentions, gradients)
+    return class_map(matrix, _grid(model, images), model.num_prefix_tokens, model.cls_token is not None)
+
+
+def query_map(matrix: torch.Tensor, query: Union[int, Literal["patches"]], grid_size: tuple[int, int],
+              num_prefix_tokens: int = 1) -> torch.Tensor:
+    """One query's row over the patches, on the grid.
+
+    Args:
+        matrix: ``[..., N, N]``: one layer's attention ``[B, H, N, N]``, a head's ``[B, N, N]``, a rollout.
+        query: a token index in [0, N) (0 is the class token when there is one; patch (r, c) is
+            ``num_prefix_tokens + r * gw + c``), or ``"patches"`` for the mean of the patch rows.
+        grid_size: (gh, gw).
+        num_prefix_tokens: P, the tokens before the patches.
+
+    Returns:
+        ``[..., gh, gw]``: the row's patch columns, prefix columns dropped (not renormalised).
+    """
+    num_tokens = _check_tokens(matrix, grid_size, num_prefix_tokens)
+    if query == "patches":
+        row = matrix[..., num_prefix_tokens:, :].mean(dim=-2)  # (..., N)
+    elif isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
+        row = matrix[..., query, :]
+    else:
+        raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
+    return row[..., num_prefix_tokens:].reshape(*row.shape[:-1], *grid_size)
+
+
+def class_map(matrix: torch.Tensor, grid_size: tuple[int, int], num_prefix_tokens: int,
+              has_class_token: bool) -> torch.Tensor:
+    """The map a classifier's decision is read from: the class token's row, else the patch rows' mean."""
+    return query_map(matrix, 0 if has_class_token else "patches", grid_size, num_prefix_tokens)
+
+
+def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_size: tuple[int, int], patch_size: int,
+                            num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Mean attention distance in pixels per layer and head (Dosovitskiy et al. 2020, Fig. 7 right).
+
+    Prefix rows and columns are dropped without renormalising; for each query patch i the distance
+    is ``sum_j A[i, j] * patch_size * ||g(i) - g(j)||`` with g the (row, col) grid position;
+    averaged over query patches and the batch.
+
+    Returns:
+        ``[L, H]`` in pixels.
+    """
+    stack = _stack(attentions)  # (L, B, H, N, N)
+    _check_tokens(stack, grid_size, num_prefix_tokens)
+    if patch_size <= 0:
+        raise ValueError(f"patch_size must be positive, not {patch_size}")
+    rows, cols = torch.meshgrid(torch.arange(grid_size[0]), torch.arange(grid_size[1]), indexing="ij")
+    positions = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()  # (gh*gw, 2)
+    distance = torch.cdist(positions, positions) * patch_size  # (gh*gw, gh*gw) pixels
+    patches = stack[..., num_prefix_tokens:, num_prefix_tokens:].float()  # (L, B, H, gh*gw, gh*gw)
+    per_query = (patches * distance.to(patches.device)).sum(dim=-1)  # (L, B, H, gh*gw)
+    return per_query.mean(dim=(1, 3))  # (L, H)
+
+
+def mass_mask(maps: torch.Tensor, fraction: float) -> torch.Tensor:
+    """DINO's mass threshold: per map, the smallest set of cells holding ``fraction`` of its total.
+
+    As ``visualize_attention.py`` in facebookresearch/dino: each map is scaled to sum 1, cells are
+    taken from the largest down until their mass reaches ``fraction``.
+
+    Args:
+        maps: ``[..., gh, gw]``, non-negative (attention, rollout, relevance).
+        fraction: t in (0, 1].
+
+    Returns:
+        bool ``[..., gh, gw]``: True where a cell is kept.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction {fraction} must be in (0, 1]")
+    if maps.ndim < 2:
+        raise ValueError(f"expected maps [..., gh, gw], got shape {tuple(maps.shape)}")
+    if (maps < 0).any():
+        raise ValueError(f"maps must be non-negative for a mass threshold (smallest value {maps.min().item():.3g})")
+    flat = maps.flatten(-2).float()  # (..., gh*gw)
+    values, order = flat.sort(dim=-1, descending=True)
+    share = values / values.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
+    before = share.cumsum(dim=-1) - share  # mass of the larger cells taken before this one
+    keep_sorted = before < fraction
+    keep = torch.empty_like(keep_sorted).scatter_(-1, order, keep_sorted)
+    return keep.reshape(maps.shape)
+
+
+def top_predictions(logits: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k most probable classes per item: softmax probabilities ``[B, k]`` and class indices ``[B, k]``.
+
+    k larger than the number of classes gives every class.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"expected logits [B, C], got shape {tuple(logits.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    probabilities = logits.float().softmax(dim=-1)
+    return probabilities.topk(min(k, logits.shape[1]), dim=-1)
+
+
+def _roll(fused: torch.Tensor, discard_ratio: float) -> torch.Tensor:
+    """Rollout of per-layer fused matrices ``[L, B, N, N]`` (discard, + I, rows to 1, multiply)."""
+    if not 0 <= discard_ratio < 1:
+        raise ValueError(f"discard_ratio {discard_ratio} must be in [0, 1)")
+    eye = _identity_like(fused[0])  # (B, N, N)
+    result = eye
+    for a in fused:
+        if discard_ratio > 0:
+            a = _discard_smallest(a, discard_ratio)
+        a = a + eye
+        a = a / a.sum(dim=-1, keepdim=True)  # each query's row over the keys sums to 1
+        result = a @ result
+    return result
+
+
+def _discard_smallest(a: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Zero the ``int(N*N*ratio)`` smallest entries of each item ``[B, N, N]``, entry [0, 0] excepted."""
+    batch, n, _ = a.shape
+    count = int(n * n * ratio)
+    if count == 0:
+        return a
+    flat = a.reshape(batch, n * n)
+    candidates = flat.clone()
+    candidates[:, 0] = float("inf")  # [0, 0] (the class token on itself) is never a candidate
+    _, smallest = candidates.topk(count, dim=-1, largest=False)  # (B, count)
+    return flat.scatter(-1, smallest, 0.0).reshape(batch, n, n)
+
+
+def _identity_like(matrix: torch.Tensor) -> torch.Tensor:
+    """``[B, N, N]`` identities matching ``matrix`` ``[B, N, N]``."""
+    batch, n, _ = matrix.shape
+    return torch.eye(n, dtype=matrix.dtype, device=matrix.device).expand(batch, n, n)
+
+
+def _stack(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L tensors ``[B, H, N, N]`` as one ``[L, B, H, N, N]``."""
+    if isinstance(attentions, torch.Tensor):
+        stack = attentions
+    else:
+        if len(attentions) == 0:
+            raise ValueError("no attention layers given")
+        stack = torch.stack(list(attentions))
+    if stack.ndim != 5 or stack.shape[-1] != stack.shape[-2]:
+        raise ValueError(f"expected L attentions [B, H, N, N], got shape {tuple(stack.shape)} once stacked")
+    return stack
+
+
+def _check_tokens(matrix: torch.Tensor, grid_size: tuple[int, int], num_prefix_tokens: int) -> int:
+    num_tokens = matrix.shape[-1]
+    if num_prefix_tokens < 0 or num_tokens != num_prefix_tokens + grid_size[0] * grid_size[1]:
+        raise ValueError(f"{num_tokens} tokens are not {num_prefix_tokens} prefix tokens and a "
+                         f"{grid_size[0]}x{grid_size[1]} grid")
+    return num_tokens
+
+
+def _attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Each block's attention: the one submodule with a ``fused_attn`` switch and an ``attn_drop``."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.Sequential) or len(blocks) == 0:
+        raise ValueError(f"{type(model).__name__} has no transformer blocks: expected a timm VisionTransformer")
+    modules = []
+    for index, block in enumerate(blocks):
+        found = [m for m in block.modules() if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module)]
+        if len(found) != 1:
+            raise ValueError(f"block {index} ({type(block).__name__}) has {len(found)} timm attention modules, not one")
+        modules.append(found[0])
+    return modules
+
+
+def _check_inputs(model: nn.Module, images: torch.Tensor) -> None:
+    if model.training:
+        raise ValueError("the model is in training mode (attention dropout would alter the maps): call model.eval()")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"expected images [B, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
+    device = next(model.parameters()).device
+    if images.device != device:
+        raise ValueError(f"images are on {images.device} but the model is on {device}")
+
+
+def _check_recorded(model: nn.Module, attentions: list[torch.Tensor]) -> None:
+    depth = len(model.blocks)
+    if len(attentions) != depth:
+        raise ValueError(f"recorded {len(attentions)} attentions for {depth} blocks: the model's forward "
+                         "does not run each block's attention once")
+
+
+def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """``[B]`` class indices from an int or a tensor, checked against the logits ``[B, C]``."""
+    batch, num_classes = logits.shape
+    if isinstance(target, torch.Tensor):
+        if target.ndim == 0:
+            target = target.reshape(1).expand(batch)
+        if target.shape != (batch,) or target.dtype.is_floating_point or target.dtype == torch.bool:
+            raise ValueError(f"target must be an int or a LongTensor [{batch}], got {target.dtype} {tuple(target.shape)}")
+        targets = target.to(device=logits.device, dtype=torch.long)
+    elif isinstance(target, int) and not isinstance(target, bool):
+        targets = torch.full((batch,), target, dtype=torch.long, device=logits.device)
+    else:
+        raise ValueError(f"target must be an int or a LongTensor [{batch}], not {target!r}")
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"target class {bad[0].item()} is out of range for {num_classes} classes")
+    return targets
+
+
+def _grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
+    """(gh, gw) for this input size (the model may take sizes other than its default)."""
+    return tuple(model.patch_embed.dynamic_feat_size(tuple(images.shape[-2:])))
