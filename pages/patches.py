@@ -23,12 +23,10 @@ with left:
     event = ui.show_figure(plots.image_with_grid(ctx.pixels[0], p, selected=st.session_state.patch_index,
                                                  title="Click a patch"),
                            "patch-grid", key="patch-grid", on_select="rerun")
-    points = event.selection.points if event and event.selection else []
-    if points and points[0].get("customdata"):
-        clicked = int(points[0]["customdata"][0])
-        if clicked != st.session_state.patch_index:
-            st.session_state.patch_index = clicked
-            st.rerun()
+    clicked = ui.new_click(event, "patch_clicked")  # the markers are laid out in patch order
+    if clicked is not None:
+        st.session_state.patch_index = clicked
+        st.rerun()
 with right:
     index = st.number_input("Patch index (raster order)", 0, gh * gw - 1, key="patch_index")
     row, col = divmod(int(index), gw)

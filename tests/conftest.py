@@ -104,7 +104,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, app_server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
     tab = context.new_page()
     tab.set_default_timeout(90_000)
     yield tab

@@ -33,6 +33,11 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
     assert grid and grid[0]["shapes"] == 15 + 15 + 1, layouts
     page.screenshot(path=str(output_dir / "patches.png"), full_page=True)
 
+    # a click on a patch of the image selects it
+    page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(20).click(force=True)
+    page.wait_for_selector('[data-testid="stMarkdownContainer"]:has-text("Patch 20 sits at row 1, column 6")')
+    wait_idle(page)
+
     open_view(page, "Positions")
     page.wait_for_selector(".js-plotly-plot")
     assert_no_exception(page)

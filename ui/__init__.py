@@ -2,7 +2,7 @@
 figure display with downloads. Pages import from here and from ``vitviz``; ``vitviz`` never imports this."""
 
 from .context import Context, current
-from .figures import show_figure
+from .figures import new_click, show_figure
 from .sidebar import draw_sidebar
 
-__all__ = ["Context", "current", "draw_sidebar", "show_figure"]
+__all__ = ["Context", "current", "draw_sidebar", "new_click", "show_figure"]

@@ -49,3 +49,19 @@ def _csv(arrays: dict[str, np.ndarray]) -> str:
         out.write(f"# {name} shape={list(array.shape)}\n")
         np.savetxt(out, matrix, delimiter=",", fmt="%.6g")
     return out.getvalue()
+
+
+def new_click(event: Any, seen_key: str) -> Optional[int]:
+    """The point index of a click on a chart drawn with ``on_select="rerun"``, when it is a new click.
+
+    A chart's selection outlives the click, so without this, every later rerun would replay it and
+    override whatever the user set since (e.g. with a number input). ``seen_key`` remembers the last.
+    """
+    points = event.selection.points if event and event.selection else []
+    if not points or "point_index" not in points[0]:
+        return None
+    clicked = int(points[0]["point_index"])
+    if clicked == st.session_state.get(seen_key):
+        return None
+    st.session_state[seen_key] = clicked
+    return clicked
