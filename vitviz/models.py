@@ -168,11 +168,15 @@ def read_sidecar(weights_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def checkpoint_dirs() -> list[Path]:
-    """Folders searched for checkpoints: the bundled ``models/``, then ``$VITVIZ_MODELS`` if set."""
+    """Folders searched for checkpoints: the bundled ``models/``, then ``$VITVIZ_MODELS`` if set, then
+    the folder that training jobs started from the app write to (``vitviz.jobs.models_dir()``)."""
+    from .jobs import models_dir  # vitviz.jobs imports nothing from vitviz at load time
+
     dirs = [BUNDLED_MODELS_DIR]
     extra = os.environ.get(MODELS_ENV, "").strip()
     if extra:
         dirs.extend(Path(p).expanduser() for p in extra.split(os.pathsep) if p)
+    dirs.append(models_dir())
     return dirs
 
 

@@ -1,0 +1,574 @@
+"""Training jobs started from the app: each one a separate process running the training CLI, its state on disk.
+
+Layout of the jobs root (``$VITVIZ_JOBS``, default ``<repo>/jobs/``)::
+
+    models/              the checkpoints jobs write; vitviz.models.checkpoint_dirs() lists this folder
+    .lock                held (flock) while a process changes a job's status or starts a job
+    <job id>/
+        spec.json        the validated JobSpec and the exact command line
+        status.json      state, process ids, times, exit code, error, cancel requests
+        log.txt          the training process's stdout and stderr
+        run/<name>/      the CLI's --run-dir: metrics.jsonl, last checkpoint, resume state
+
+How the queue moves. ``JobRunner.submit`` validates a spec, writes the job's folder as ``queued`` and
+calls ``advance``, which starts the oldest queued job of every device that has none running. Starting
+a job launches a supervisor, ``python -m vitviz.jobs <job folder>``, in a session of its own, so it
+outlives the app (and a Ctrl-C to it). The supervisor runs ``python -m training ...`` with its output
+in log.txt, waits for it, writes the exit record (finished, failed or cancelled; exit code; time) and
+then calls ``advance`` itself: the next job starts when one ends, whether or not any page is open.
+Every runner also calls ``advance`` when it lists jobs, so a supervisor that died (an OOM kill, a
+reboot) cannot stall the queue: a running job whose processes are all gone without an exit record
+is marked failed ("lost"). Every status change happens under the root's lock, so two app sessions,
+or an app and a supervisor, never start two jobs on one device nor lose each other's writes.
+
+Cancel: a queued job is cancelled without ever starting; for a running one, the first cancel sends
+SIGTERM to the training process, which writes its last checkpoint and exits; a second sends SIGKILL.
+
+Nothing from the UI reaches a command line unchecked (``validate``): the checkpoint name is a plain
+file name, the checkpoint goes to ``<root>/models`` and the run folder into the job's folder, so no
+choice in the UI makes a job write anywhere else. Unix only (flock, signals, sessions).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional, Sequence
+
+# Only the standard library at load time: the supervisor, which lives as long as its job, stays small.
+# validate() imports vitviz.models when it runs.
+
+__all__ = [
+    "BUNDLED_DATASETS",
+    "DEFAULT_JOBS_ROOT",
+    "JOBS_ENV",
+    "Job",
+    "JobRunner",
+    "JobSpec",
+    "JobSpecError",
+    "JobStateError",
+    "LABELED_DATASETS",
+    "LIMITS",
+    "MODEL_SIZES",
+    "State",
+    "Task",
+    "jobs_root",
+    "models_dir",
+]
+
+JOBS_ENV = "VITVIZ_JOBS"
+_REPO = Path(__file__).resolve().parent.parent
+DEFAULT_JOBS_ROOT = _REPO / "jobs"
+
+Task = Literal["pretrain", "finetune"]
+State = Literal["queued", "running", "finished", "failed", "cancelled"]
+ACTIVE_STATES = ("queued", "running")
+
+# Data sets a job may name (or mix, as A:W+B:W); any image folder works too, as folder:PATH.
+BUNDLED_DATASETS = ("shapes", "digits", "photos", "procedural")
+LABELED_DATASETS = ("shapes", "digits")
+# The training CLI's size presets (training.config.MODEL_PRESETS; a test keeps the two in step).
+MODEL_SIZES = ("micro", "tiny", "starter", "vit_tiny", "vit_small", "vit_base")
+# Inclusive ranges of the numeric options.
+LIMITS: dict[str, tuple[float, float]] = {
+    "steps": (1, 100_000),
+    "batch_size": (1, 1024),
+    "lr": (1e-6, 1.0),
+    "image_size": (8, 512),
+    "eval_images": (8, 10_000),
+    "seed": (0, 2**31 - 1),
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+_NICE = 10  # the training process yields the CPU to the app's own sessions
+_LOG_TAIL = 20
+
+
+class JobSpecError(ValueError):
+    """Job arguments that cannot run; ``field`` names the option, the message the value and the fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class JobStateError(ValueError):
+    """An action the job's state does not allow (e.g. cancelling a finished job), or an unknown job id."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job trains: the options the Train view offers, checked by ``JobRunner.validate``."""
+
+    task: Task  # "pretrain" (jigsaw pretext) or "finetune" (classification)
+    name: str  # checkpoint name: <jobs root>/models/NAME.safetensors + NAME.json
+    data: str = "shapes"  # a bundled data set, a mixture like photos:1+procedural:1, or folder:PATH
+    init: str = ""  # finetune: a jigsaw checkpoint's name to start from; "" = random weights
+    model: str = "micro"  # size preset when starting from random weights
+    image_size: int = 32  # input side in pixels
+    patch_size: int = 0  # 0 = 8, or the starting checkpoint's (the only one it fits)
+    steps: int = 150  # optimizer steps
+    batch_size: int = 32  # images per step
+    lr: float = 1e-3  # peak learning rate
+    seed: int = 0  # seeds the weights, the data stream and the evaluation set
+    device: str = "cpu"  # cpu, cuda, cuda:N or mps; one job at a time per device
+    eval_images: int = 128  # size of the fixed evaluation set
+
+    @property
+    def eval_every(self) -> int:
+        """Five evaluations (and checkpoints) per run: the curve gets validation points, a cancel keeps recent weights."""
+        return max(1, self.steps // 5)
+
+    @property
+    def log_every(self) -> int:
+        """About fifty points on the training curve."""
+        return max(1, self.steps // 50)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as its folder describes it."""
+
+    id: str
+    folder: Path
+    spec: JobSpec
+    command: tuple[str, ...]
+    state: State
+    created: float  # seconds since the epoch
+    started: Optional[float]
+    ended: Optional[float]
+    exit_code: Optional[int]
+    error: str  # why it failed, in one line; "" otherwise
+    cancel_requests: int
+    place: Optional[int] = None  # a queued job's place on its device: 1 = next
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where the job writes its best weights (and their sidecar beside them)."""
+        return self.folder.parent / "models" / f"{self.spec.name}.safetensors"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "log.txt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.folder / "run" / self.spec.name / "metrics.jsonl"
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The training log's rows so far (``split`` train, val or final); a half-written last line is skipped."""
+        try:
+            lines = self.metrics_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        rows = []
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def log_tail(self, lines: int = _LOG_TAIL) -> list[str]:
+        return _tail(self.log_path, lines)
+
+    @property
+    def step(self) -> int:
+        """The last step the metrics record."""
+        rows = self.metrics()
+        return max((int(r["step"]) for r in rows), default=0)
+
+
+def jobs_root() -> Path:
+    """``$VITVIZ_JOBS`` if set, else ``<repo>/jobs``."""
+    env = os.environ.get(JOBS_ENV, "").strip()
+    return Path(env).expanduser() if env else DEFAULT_JOBS_ROOT
+
+
+def models_dir(root: Optional[Path] = None) -> Path:
+    """The folder jobs write their checkpoints to: ``<jobs root>/models``."""
+    return (root or jobs_root()) / "models"
+
+
+class JobRunner:
+    """Submit, list and cancel jobs in one jobs root. Stateless: any number of runners, in any
+    number of processes, share a root; a new one finds every job there (as after an app restart)."""
+
+    def __init__(self, root: Optional[str | os.PathLike] = None):
+        self.root = Path(root).expanduser() if root is not None else jobs_root()
+
+    @property
+    def models_dir(self) -> Path:
+        return models_dir(self.root)
+
+    def validate(self, spec: JobSpec) -> JobSpec:
+        """The spec with its data path made absolute and its patch size settled, or ``JobSpecError``."""
+        return _validate(spec, self.models_dir)
+
+    def submit(self, spec: JobSpec) -> Job:
+        """Validate ``spec``, queue it, and start it if its device is free."""
+        spec = self.validate(spec)
+        job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.name}-{secrets.token_hex(2)}"
+        folder = self.root / job_id
+        with self._locked():
+            taken = [j for j in self._read_all() if j.active and j.spec.name == spec.name]
+            if taken:
+                raise JobSpecError("name", f"checkpoint name {spec.name!r} is already used by job {taken[0].id} "
+                                           f"({taken[0].state}); choose another name")
+            folder.mkdir(parents=True)
+            command = _command(spec, folder, self.models_dir)
+            _write_json(folder / "spec.json", {"spec": asdict(spec), "command": command})
+            _write_json(folder / "status.json", {"state": "queued", "created": time.time(), "cancel_requests": 0})
+            self._advance()
+        return self.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """Every job, newest first, after moving the queue on; queued ones carry their place."""
+        with self._locked():
+            self._advance()
+            jobs = self._read_all()
+        return sorted(_with_places(jobs), key=lambda j: (j.created, j.id), reverse=True)
+
+    def get(self, job_id: str) -> Job:
+        for job in self.jobs():
+            if job.id == job_id:
+                return job
+        raise JobStateError(f"no job {job_id!r} in {self.root}")
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job, or stop a running one: SIGTERM first (last checkpoint, then exit), SIGKILL after."""
+        folder = self.root / job_id
+        with self._locked():
+            if not (folder / "status.json").is_file():
+                raise JobStateError(f"no job {job_id!r} in {self.root}")
+            status = _read_json(folder / "status.json")
+            if status["state"] not in ACTIVE_STATES:
+                raise JobStateError(f"job {job_id} has already ended ({status['state']})")
+            status["cancel_requests"] = status.get("cancel_requests", 0) + 1
+            if status["state"] == "queued":
+                status.update(state="cancelled", ended=time.time())
+            elif _alive(status.get("train_pid"), status.get("train_pid_start")):
+                os.kill(status["train_pid"], signal.SIGTERM if status["cancel_requests"] == 1 else signal.SIGKILL)
+            # A running job without a training process yet: its supervisor reads the request before starting one.
+            _write_json(folder / "status.json", status)
+        return self.get(job_id)
+
+    def advance(self) -> None:
+        """Mark lost jobs failed and start the next queued job on every free device."""
+        with self._locked():
+            self._advance()
+
+    def _advance(self) -> None:
+        jobs = self._read_all()
+        busy = set()
+        for job in jobs:
+            if job.state != "running":
+                continue
+            status = _read_json(job.folder / "status.json")
+            if _alive(status.get("pid"), status.get("pid_start")) or _alive(status.get("train_pid"), status.get("train_pid_start")):
+                busy.add(_device_key(job.spec.device))
+            else:
+                tail = _tail(job.log_path, 1)
+                status.update(state="failed", ended=time.time(),
+                              error="lost: its processes ended without recording an exit status"
+                                    + (f"; last log line: {tail[0]}" if tail else ""))
+                _write_json(job.folder / "status.json", status)
+        for job in sorted((j for j in jobs if j.state == "queued"), key=lambda j: (j.created, j.id)):
+            device = _device_key(job.spec.device)
+            if device not in busy:
+                self._launch(job)
+                busy.add(device)
+
+    def _launch(self, job: Job) -> None:
+        with open(job.log_path, "ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", "vitviz.jobs", str(job.folder)], cwd=_REPO,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, env=_child_env(self.root))
+        # Reap it if it ends while this process lives (else a zombie would look alive); after this
+        # process exits, init does.
+        threading.Thread(target=process.wait, daemon=True).start()
+        status = _read_json(job.folder / "status.json")
+        status.update(state="running", started=time.time(), pid=process.pid, pid_start=_process_start(process.pid))
+        _write_json(job.folder / "status.json", status)
+
+    def _read_all(self) -> list[Job]:
+        if not self.root.is_dir():
+            return []
+        return [_read_job(f) for f in sorted(self.root.iterdir()) if (f / "status.json").is_file()]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def _validate(spec: JobSpec, out_dir: Path) -> JobSpec:
+    from .models import ModelLoadError, checkpoint_dirs, read_sidecar
+
+    if spec.task not in ("pretrain", "finetune"):
+        raise JobSpecError("task", f"task {spec.task!r} is neither 'pretrain' (jigsaw) nor 'finetune' (classification)")
+    if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name) or ".." in spec.name:
+        raise JobSpecError("name", f"checkpoint name {spec.name!r} is not allowed: use up to 64 letters, digits, "
+                                   "'.', '_' and '-', starting with a letter or digit (no '/', no '..')")
+    for directory in [*checkpoint_dirs(), out_dir]:
+        existing = directory / f"{spec.name}.safetensors"
+        if existing.exists():
+            raise JobSpecError("name", f"a checkpoint named {spec.name!r} already exists ({existing}); choose another name")
+    for field in ("steps", "batch_size", "image_size", "eval_images", "seed"):
+        value = getattr(spec, field)
+        low, high = LIMITS[field]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise JobSpecError(field, f"{field.replace('_', ' ')} {value!r} is out of range: "
+                                      f"choose a whole number from {low:,} to {high:,}")
+    low, high = LIMITS["lr"]
+    if isinstance(spec.lr, bool) or not isinstance(spec.lr, (int, float)) or not math.isfinite(spec.lr) \
+            or not low <= spec.lr <= high:
+        raise JobSpecError("lr", f"learning rate {spec.lr!r} is out of range: choose a number from {low:g} to {high:g}")
+    if not isinstance(spec.device, str) or not _DEVICE.fullmatch(spec.device):
+        raise JobSpecError("device", f"device {spec.device!r} is not one of cpu, cuda, cuda:N, mps")
+    if spec.model not in MODEL_SIZES:
+        raise JobSpecError("model", f"model size {spec.model!r} is not one of {', '.join(MODEL_SIZES)}")
+    data = _validate_data(spec.data, spec.task)
+
+    patch_size = spec.patch_size or 8
+    if spec.init:
+        if spec.task == "pretrain":
+            raise JobSpecError("init", f"jigsaw pretraining starts from random weights; a starting checkpoint "
+                                       f"({spec.init!r}) is for fine-tuning")
+        weights = next((d / f"{spec.init}.safetensors" for d in checkpoint_dirs()
+                        if _NAME.fullmatch(spec.init) and (d / f"{spec.init}.safetensors").is_file()), None)
+        if weights is None:
+            raise JobSpecError("init", f"starting checkpoint {spec.init!r} is not a checkpoint in "
+                                       f"{', '.join(str(d) for d in checkpoint_dirs())}")
+        try:
+            sidecar = read_sidecar(weights)
+        except ModelLoadError as e:
+            raise JobSpecError("init", f"starting checkpoint {spec.init!r} cannot be read: {e}") from None
+        kind = sidecar.get("kind", "unknown")
+        if kind != "jigsaw":
+            raise JobSpecError("init", f"starting checkpoint {spec.init!r} is a {kind} checkpoint; fine-tuning "
+                                       "starts from a jigsaw checkpoint (or from random weights)")
+        init_patch = int(sidecar["architecture"]["patch_size"])
+        if spec.patch_size and spec.patch_size != init_patch:
+            raise JobSpecError("patch_size", f"patch size {spec.patch_size} differs from the starting checkpoint "
+                                             f"{spec.init!r}'s {init_patch}")
+        patch_size = init_patch
+    if spec.image_size % patch_size:
+        source = f" of the starting checkpoint {spec.init!r}" if spec.init else ""
+        raise JobSpecError("image_size", f"image size {spec.image_size} is not a multiple of the patch size "
+                                         f"{patch_size}{source}")
+    return replace(spec, data=data, patch_size=patch_size)
+
+
+def _validate_data(data: str, task: Task) -> str:
+    """The data spec with any folder made absolute; a ``JobSpecError`` naming the bad part otherwise."""
+    if not isinstance(data, str) or not data.strip():
+        raise JobSpecError("data", "no data set chosen")
+    data = data.strip()
+    if data.startswith("folder:"):
+        raw = data[len("folder:"):].strip()
+        if not raw:
+            raise JobSpecError("data", "'folder:' needs the path of an image folder after it")
+        folder = Path(raw).expanduser()
+        if not folder.is_absolute():
+            raise JobSpecError("data", f"dataset folder {raw!r} is not an absolute path")
+        if not folder.exists():
+            raise JobSpecError("data", f"dataset folder {folder} does not exist")
+        if not folder.is_dir():
+            raise JobSpecError("data", f"dataset folder {folder} is a file, not a folder")
+        if not any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+            raise JobSpecError("data", f"dataset folder {folder} has no class sub-folders: it needs one "
+                                       "sub-folder of images per class")
+        return f"folder:{folder.resolve()}"
+    names = []
+    for part in data.split("+"):
+        name, _, weight = part.strip().partition(":")
+        if name not in BUNDLED_DATASETS:
+            raise JobSpecError("data", f"unknown data set {name!r}: choose from {', '.join(BUNDLED_DATASETS)}, "
+                                       "a mixture like photos:1+procedural:1, or an image folder")
+        try:
+            if weight and not float(weight) > 0:
+                raise ValueError
+        except ValueError:
+            raise JobSpecError("data", f"mixture weight {weight!r} of {name} is not a positive number") from None
+        names.append(name)
+    if task == "finetune":
+        unlabeled = [n for n in names if n not in LABELED_DATASETS]
+        if unlabeled or len(set(names)) > 1:
+            why = f"{unlabeled[0]!r} has none" if unlabeled else "a mixture of different classes has none"
+            raise JobSpecError("data", f"fine-tuning needs labels and {why}: choose {' or '.join(LABELED_DATASETS)} "
+                                       "or an image folder with a sub-folder per class")
+    return data
+
+
+def _command(spec: JobSpec, folder: Path, out_dir: Path) -> list[str]:
+    """The training command line of a validated spec; every written path is inside ``out_dir`` or ``folder``."""
+    command = [sys.executable, "-m", "training", spec.task, "--name", spec.name, "--data", spec.data,
+               "--out-dir", str(out_dir), "--run-dir", str(folder / "run"),
+               "--image-size", str(spec.image_size), "--patch-size", str(spec.patch_size),
+               "--steps", str(spec.steps), "--batch-size", str(spec.batch_size), "--lr", repr(float(spec.lr)),
+               "--seed", str(spec.seed), "--device", spec.device, "--eval-images", str(spec.eval_images),
+               "--eval-every", str(spec.eval_every), "--log-every", str(spec.log_every)]
+    if spec.init:
+        from .models import checkpoint_dirs
+
+        weights = next(d / f"{spec.init}.safetensors" for d in checkpoint_dirs()
+                       if (d / f"{spec.init}.safetensors").is_file())
+        command += ["--init", str(weights.resolve())]  # a path: the same file whatever the job's environment
+    else:
+        command += ["--model", spec.model]
+    return command
+
+
+# --- state on disk --------------------------------------------------------------------------------
+
+
+def _read_job(folder: Path) -> Job:
+    doc = _read_json(folder / "spec.json")
+    status = _read_json(folder / "status.json")
+    return Job(
+        id=folder.name,
+        folder=folder,
+        spec=JobSpec(**doc["spec"]),
+        command=tuple(doc["command"]),
+        state=status["state"],
+        created=status["created"],
+        started=status.get("started"),
+        ended=status.get("ended"),
+        exit_code=status.get("exit_code"),
+        error=status.get("error", ""),
+        cancel_requests=status.get("cancel_requests", 0),
+    )
+
+
+def _with_places(jobs: Sequence[Job]) -> list[Job]:
+    queued: dict[str, list[Job]] = {}
+    for job in sorted(jobs, key=lambda j: (j.created, j.id)):
+        if job.state == "queued":
+            queued.setdefault(_device_key(job.spec.device), []).append(job)
+    places = {job.id: i + 1 for line in queued.values() for i, job in enumerate(line)}
+    return [replace(job, place=places.get(job.id)) for job in jobs]
+
+
+def _device_key(device: str) -> str:
+    return "cuda:0" if device == "cuda" else device
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Temporary file, then rename: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks (Linux ``/proc``): tells a live job from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: Optional[int], start: Optional[str]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process holds the pid now
+        return False
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal test is all there is
+    return fields[0] != "Z" and (start is None or fields[19] == start)
+
+
+def _child_env(root: Path) -> dict[str, str]:
+    return {**os.environ, JOBS_ENV: str(root), "PYTHONUNBUFFERED": "1"}
+
+
+# --- the supervisor process -----------------------------------------------------------------------
+
+
+def _supervise(folder: Path) -> None:
+    """Run the job's training command, record how it ended, then start the next job."""
+    runner = JobRunner(folder.parent)
+    command = _read_json(folder / "spec.json")["command"]
+    os.nice(_NICE)
+    with runner._locked():
+        status = _read_json(folder / "status.json")
+        if status.get("cancel_requests"):
+            status.update(state="cancelled", ended=time.time())
+            process = None
+        else:
+            print(f"$ {' '.join(command)}", flush=True)
+            process = subprocess.Popen(command, cwd=_REPO, env=_child_env(folder.parent))
+            status.update(train_pid=process.pid, train_pid_start=_process_start(process.pid))
+        _write_json(folder / "status.json", status)
+    if process is not None:
+        code = process.wait()
+        with runner._locked():
+            status = _read_json(folder / "status.json")
+            status.update(ended=time.time(), exit_code=code)
+            if code == 0:
+                status["state"] = "finished"
+            elif status.get("cancel_requests"):
+                status["state"] = "cancelled"
+            else:
+                status.update(state="failed", error=_failure(code, folder / "log.txt"))
+            _write_json(folder / "status.json", status)
+    runner.advance()
+
+
+def _failure(code: int, log: Path) -> str:
+    try:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+    except ValueError:  # not a signal this platform names
+        how = f"killed by signal {-code}"
+    tail = _tail(log, 1)
+    return f"{how}: {tail[0]}" if tail else how
+
+
+if __name__ == "__main__":
+    _supervise(Path(sys.argv[1]))
