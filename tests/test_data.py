@@ -1,0 +1,427 @@
+"""Training data: every source's batches, determinism, splits, shapes items and masks, mixtures, and each bad input."""
+
+import math
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training import data as data_module
+from training.data import (
+    SHAPES_CLASSES,
+    DataError,
+    build_data,
+    describe_specs,
+    fixed_set,
+    shapes_item,
+)
+from vitviz.samples import HELD_OUT_PHOTOS, PHOTO_NAMES, TRAIN_PHOTOS
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- every source: shapes, dtypes, ranges, determinism ------------------------------------------------
+
+SOURCES = ["photos", "procedural", "shapes", "digits", "photos:1+procedural:1"]
+
+
+@pytest.mark.parametrize("spec", SOURCES)
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_batches_have_the_promised_shape_dtype_and_range(spec, split):
+    data = build_data(spec, split, 32)
+    images, labels = data.sample(6, _gen())
+    assert images.shape == (6, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.shape == (6,) and labels.dtype == torch.long
+    assert images.device == data.device == torch.device("cpu")
+    assert 0 <= images.min() and images.max() <= 1 and images.std() > 0.02
+    if data.num_classes:
+        assert ((labels >= 0) & (labels < data.num_classes)).all()
+        assert len(data.class_names) == data.num_classes
+    else:
+        assert (labels == -1).all() and data.class_names == ()
+    assert (data.num_classes, data.image_size, data.split) == (
+        {"shapes": 4, "digits": 10}.get(spec, 0), 32, split)
+
+
+@pytest.mark.parametrize("spec", SOURCES)
+def test_a_batch_is_a_function_of_the_generator(spec):
+    data = build_data(spec, "train", 32)
+    first, first_labels = data.sample(8, _gen(3))
+    again, again_labels = build_data(spec, "train", 32).sample(8, _gen(3))
+    other, _ = data.sample(8, _gen(4))
+    assert torch.equal(first, again) and torch.equal(first_labels, again_labels)
+    assert not torch.allclose(first, other)
+
+
+@pytest.mark.parametrize("spec", ["photos", "procedural", "shapes", "digits"])
+def test_fixed_set_is_deterministic_and_follows_the_seed(spec):
+    images, labels, masks = fixed_set(spec, "val", 32, 12, seed=0)
+    again, again_labels, _ = fixed_set(spec, "val", 32, 12, seed=0)
+    other, _, _ = fixed_set(spec, "val", 32, 12, seed=1)
+    assert images.shape == (12, 3, 32, 32) and labels.shape == (12,)
+    assert torch.equal(images, again) and torch.equal(labels, again_labels)
+    assert not torch.allclose(images, other)
+    assert (masks is not None) == (spec == "shapes")
+
+
+def test_val_and_test_are_different_sets():
+    val, _, _ = fixed_set("photos", "val", 32, 8)
+    test, _, _ = fixed_set("photos", "test", 32, 8)
+    assert not torch.allclose(val, test)
+
+
+def test_procedural_images_have_structure_at_several_scales():
+    images, _ = build_data("procedural", "train", 64).sample(64, _gen())
+    gray = images.mean(1)  # (B, S, S)
+    # Neighbouring pixels agree (not noise), yet the image varies at every scale.
+    neighbour = (gray[:, :, 1:] - gray[:, :, :-1]).abs().mean()
+    assert neighbour < 0.5 * gray.std(dim=(1, 2)).mean()
+    for pool in (2, 8, 16):
+        coarse = torch.nn.functional.avg_pool2d(gray[:, None], pool)
+        assert coarse.std(dim=(2, 3)).mean() > 0.03, pool
+
+
+# --- photo-level split ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def coded_photos(monkeypatch):
+    """The sample photos replaced by plain images whose grey level encodes the photo: a crop tells its photo."""
+    import vitviz.samples
+
+    def fake(name: str) -> Image.Image:
+        i = PHOTO_NAMES.index(name)
+        return Image.new("RGB", (60 + 7 * i, 50 + 5 * i), (10 * (i + 1),) * 3)
+
+    monkeypatch.setattr(vitviz.samples, "load_sample", fake)
+    data_module._photo_arrays.cache_clear()
+    data_module._photo_stack.cache_clear()
+    yield {name: 10 * (PHOTO_NAMES.index(name) + 1) for name in PHOTO_NAMES}
+    data_module._photo_arrays.cache_clear()
+    data_module._photo_stack.cache_clear()
+
+
+def _codes(pixels: torch.Tensor) -> set:
+    return set(torch.round(pixels * 255).long().unique().tolist())
+
+
+def test_train_crops_come_from_train_photos_and_val_test_from_held_out(coded_photos):
+    assert not set(TRAIN_PHOTOS) & set(HELD_OUT_PHOTOS)
+    for split, names in [("train", TRAIN_PHOTOS), ("val", HELD_OUT_PHOTOS), ("test", HELD_OUT_PHOTOS)]:
+        images, _ = build_data("photos", split, 16).sample(300, _gen())
+        per_crop = [_codes(image) for image in images]
+        assert all(len(codes) == 1 for codes in per_crop)  # one photo per crop, no padding pulled in
+        assert set().union(*per_crop) == {coded_photos[n] for n in names}, split
+
+
+def test_shapes_backgrounds_follow_the_photo_split(coded_photos):
+    for split, names in [("train", TRAIN_PHOTOS), ("test", HELD_OUT_PHOTOS)]:
+        images, _, masks = fixed_set("shapes", split, 32, 60)
+        near = torch.nn.functional.max_pool2d(masks[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+        background = images.permute(0, 2, 3, 1)[~near]  # (pixels, 3), away from the shapes' edges
+        assert _codes(background) <= {coded_photos[n] for n in names}, split
+
+
+# --- shapes -----------------------------------------------------------------------------------------
+
+
+def _shape_of(mask: np.ndarray) -> str:
+    """The class a mask's geometry says: stars are concave; of the convex ones, fill of the enclosing circle."""
+    from skimage.measure import regionprops
+
+    ys, xs = np.nonzero(mask)
+    reach = np.sqrt((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2).max() + 0.5
+    fill = mask.sum() / (math.pi * reach**2)  # circle ~0.93, square ~0.63, triangle ~0.43
+    if regionprops(mask.astype(np.uint8))[0].solidity < 0.8:
+        return "star"
+    return "circle" if fill > 0.8 else "square" if fill > 0.53 else "triangle"
+
+
+def test_shapes_labels_agree_with_the_drawn_masks():
+    images, labels, masks = fixed_set("shapes", "test", 64, 40)
+    assert masks.shape == (40, 64, 64) and masks.dtype == torch.bool
+    assert labels.tolist() == [i % 4 for i in range(40)]  # every class 10 times
+    for mask, label in zip(masks.numpy(), labels.tolist()):
+        assert 0.03 < mask.mean() < 0.3
+        assert _shape_of(mask) == SHAPES_CLASSES[label]
+
+
+def test_a_shape_is_one_flat_colour_that_stands_out_from_its_surroundings():
+    images, _, masks = fixed_set("shapes", "val", 64, 24)
+    pool = torch.nn.functional.max_pool2d
+    inner = ~(pool((~masks)[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0)  # mask eroded by 1 px
+    ring = (pool(masks[:, None].float(), 7, stride=1, padding=3)[:, 0] > 0) & ~(
+        pool(masks[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0)  # 1-3 px outside the mask
+    for image, inside, around in zip(images, inner, ring):
+        colour = image[:, inside]  # (3, pixels)
+        assert colour.std(dim=1).max() < 1e-4
+        assert torch.linalg.vector_norm(colour.mean(1) - image[:, around].mean(1)) > 0.25
+
+
+def test_shapes_item_is_fixed_by_index_split_and_seed():
+    image, label, mask = shapes_item(6, 48)
+    again, again_label, again_mask = shapes_item(6, 48)
+    assert image.shape == (3, 48, 48) and mask.shape == (48, 48) and label == 2
+    assert torch.equal(image, again) and torch.equal(mask, again_mask) and label == again_label
+    images, labels, masks = fixed_set("shapes", "test", 48, 8)
+    assert torch.allclose(images[6], image, atol=1e-6) and torch.equal(masks[6], mask)
+    for other in (shapes_item(10, 48), shapes_item(6, 48, split="val"), shapes_item(6, 48, seed=1)):
+        assert not torch.equal(other[2], mask)
+    with pytest.raises(DataError, match="index is a whole number from 0 up, not -1"):
+        shapes_item(-1, 48)
+
+
+def test_shapes_batches_are_roughly_class_balanced():
+    _, labels = build_data("shapes", "train", 16).sample(800, _gen())
+    counts = torch.bincount(labels, minlength=4)
+    assert counts.min() > 150 and counts.max() < 250, counts
+
+
+# --- digits -----------------------------------------------------------------------------------------
+
+
+def _sklearn_digits() -> dict:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.rint(digits.images * 255 / 16).astype(np.uint8)
+    return {pixel.tobytes(): target for pixel, target in zip(pixels, digits.target)}
+
+
+def _as_digit_bytes(image: torch.Tensor) -> bytes:
+    return torch.round(image[0] * 255).to(torch.uint8).numpy().tobytes()
+
+
+def test_digits_labels_match_sklearn_and_splits_partition_the_set():
+    known = _sklearn_digits()
+    seen = []
+    for split in ("train", "val", "test"):
+        images, labels, _ = fixed_set("digits", split, 8, 5000)
+        assert torch.equal(images[:, 0], images[:, 1])  # gray as three equal channels
+        seen.append({_as_digit_bytes(i) for i in images})
+        assert all(known[_as_digit_bytes(i)] == label for i, label in zip(images, labels.tolist()))
+    train, val, test = (len(s) for s in seen)
+    assert 0.75 < train / sum((train, val, test)) < 0.85 and abs(val - test) < 10
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    # The split never depends on the seed: another seed gives the same test items.
+    reseeded, _, _ = fixed_set("digits", "test", 8, 5000, seed=7)
+    assert {_as_digit_bytes(i) for i in reseeded} == seen[2]
+
+
+def test_only_the_train_split_is_augmented():
+    known = _sklearn_digits()
+    val, _ = build_data("digits", "val", 8).sample(64, _gen())
+    train, _ = build_data("digits", "train", 8).sample(64, _gen())
+    assert all(_as_digit_bytes(i) in known for i in val)
+    assert sum(_as_digit_bytes(i) in known for i in train) < 16  # shifted and zoomed
+
+
+# --- image folders ----------------------------------------------------------------------------------
+
+
+def _solid(path, colour, size=(40, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+@pytest.fixture
+def pets(tmp_path):
+    """cat/ and dog/ with 10 images each (red encodes the item, green the class), one corrupt, one text file."""
+    root = tmp_path / "pets"
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(10):
+            _solid(root / name / f"{i}.png", (10 * i + 5, 100 * label + 50, 0))
+    (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "cat" / "notes.txt").write_text("not an image, not counted")
+    return root
+
+
+def test_folder_splits_partition_the_readable_images_with_their_labels(pets):
+    items = set()
+    for split, expected in [("train", 16), ("val", 2), ("test", 2)]:
+        with pytest.warns(UserWarning, match=r"1 of 21 image files .* skipped: dog/broken\.jpg"):
+            data = build_data(f"folder:{pets}", split, 16)
+        assert (data.size, data.skipped, data.class_names) == (expected, 1, ("cat", "dog"))
+        images, labels, _ = fixed_set(str(pets), split, 16, 100)
+        colours = torch.round(images[:, :, 0, 0] * 255).long()  # (N, 3)
+        assert torch.equal((colours[:, 1] - 50) // 100, labels)
+        split_items = {tuple(c) for c in colours.tolist()}
+        assert len(split_items) == expected and not split_items & items
+        items |= split_items
+    assert len(items) == 20
+
+
+def test_folder_with_train_and_val_subfolders_uses_them(tmp_path):
+    for split, colour in (("train", 10), ("val", 200)):
+        for name in ("a", "b"):
+            for i in range(3):
+                _solid(tmp_path / split / name / f"{i}.png", (colour, i, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train = build_data(str(tmp_path), "train", 8)
+        val = build_data(str(tmp_path), "val", 8)
+    with pytest.warns(UserWarning, match="no test/ folder: its val/ images serve as the test split"):
+        test = build_data(str(tmp_path), "test", 8)
+    assert (train.size, val.size, test.size, train.class_names) == (6, 6, 6, ("a", "b"))
+    assert (torch.round(train.sample(20, _gen())[0][:, 0] * 255) <= 12).all()
+    assert (torch.round(val.sample(20, _gen())[0][:, 0] * 255) == 200).all()
+
+
+def test_folder_mixture_respects_weights_and_keeps_shared_labels(tmp_path):
+    for part, colour in (("dark", 0), ("light", 255)):
+        for name in ("a", "b"):
+            for i in range(4):
+                _solid(tmp_path / part / name / f"{i}.png", (colour,) * 3)
+    data = build_data(f"folder:{tmp_path / 'dark'}:1+folder:{tmp_path / 'light'}:3", "train", 8)
+    assert data.class_names == ("a", "b")
+    images, labels = data.sample(4000, _gen())
+    light = (images.mean(dim=(1, 2, 3)) > 0.5).float().mean()
+    assert abs(light - 0.75) < 0.03
+    assert set(labels.tolist()) == {0, 1}
+
+
+def test_mixture_of_different_classes_drops_labels():
+    with pytest.warns(UserWarning, match="do not share one set of classes"):
+        data = build_data("digits:1+shapes:1", "train", 16)
+    images, labels = data.sample(32, _gen())
+    assert data.num_classes == 0 and (labels == -1).all() and images.shape == (32, 3, 16, 16)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", r"No folder at .*missing\. Give it one sub-folder of images per class"),
+    ("file", r"file\.png is a file, not a folder"),
+    ("empty", r"The folder .*empty is empty"),
+    ("flat", r"has no class sub-folders \(it holds 2 files directly\)"),
+    ("no images", r"The class sub-folders of .* \(a, b\) hold no image files"),
+    ("empty class", r"These class folders hold no image files: .*b\b"),
+    ("unreadable", r"None of the 2 image files under .* could be read; the first, .*a/0\.png, "
+                   r"gave: This file is not an image"),
+    ("too few", r"only 2 readable images, too few for a val split"),
+])
+def test_bad_folders_are_refused_with_a_clear_message(tmp_path, layout, message):
+    root = tmp_path / layout.replace(" ", "_")
+    if layout == "file":
+        root = tmp_path / "file.png"
+        _solid(root, (0, 0, 0))
+    elif layout == "empty":
+        root.mkdir()
+    elif layout == "flat":
+        _solid(root / "1.png", (0, 0, 0))
+        _solid(root / "2.png", (0, 0, 0))
+    elif layout == "no images":
+        (root / "a").mkdir(parents=True)
+        (root / "b").mkdir()
+        (root / "a" / "readme.txt").write_text("hello")
+    elif layout == "empty class":
+        _solid(root / "a" / "1.png", (0, 0, 0))
+        (root / "b").mkdir()
+    elif layout == "unreadable":
+        for name in ("a", "b"):
+            (root / name).mkdir(parents=True)
+            (root / name / "0.png").write_bytes(b"garbage")
+    elif layout == "too few":
+        _solid(root / "a" / "1.png", (0, 0, 0))
+        _solid(root / "b" / "1.png", (0, 0, 0))
+    with pytest.raises(DataError, match=message):
+        build_data(f"folder:{root}", "val", 16)
+
+
+# --- CIFAR --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, title", [("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100")])
+def test_missing_cifar_fails_at_once_with_the_command_that_gets_it(tmp_path, monkeypatch, spec, title):
+    monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=rf"(?s){title} is not in {tmp_path}.*download=True.*VITVIZ_DATA") as error:
+        build_data(spec, "train", 32)
+    assert time.perf_counter() - start < 2
+    assert f"('{tmp_path}', download=True)" in str(error.value)
+
+
+class _FakeCifar:
+    """torchvision's CIFAR10 surface: data (N, 32, 32, 3) uint8, targets, classes."""
+
+    def __init__(self, root, train, download):
+        assert download is False
+        n = 200 if train else 50
+        self.data = np.zeros((n, 32, 32, 3), dtype=np.uint8)
+        self.data[:, :, :, 0] = np.arange(n)[:, None, None]  # red channel: the item's number
+        self.data[:, :, :, 1] = 0 if train else 255
+        self.targets = [i % 10 for i in range(n)]
+        self.classes = [f"class{i}" for i in range(10)]
+
+
+def test_cifar_splits_when_present(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _FakeCifar)
+    data_module._cifar_arrays.cache_clear()
+    sizes, items = {}, {}
+    for split in ("train", "val", "test"):
+        data = build_data("cifar10", split, 32)
+        images, labels, _ = fixed_set("cifar10", split, 32, 1000)
+        sizes[split] = data.size
+        items[split] = set(torch.round(images[:, 0, 0, 0] * 255).long().tolist())
+        assert torch.equal(torch.round(images[:, 0, 0, 0] * 255).long() % 10, labels)
+        assert (images[:, 1] == (1.0 if split == "test" else 0.0)).all()  # test: the official test set
+    data_module._cifar_arrays.cache_clear()
+    assert sizes == {"train": 180, "val": 20, "test": 50} and not items["train"] & items["val"]
+
+
+def test_damaged_cifar_is_a_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def damaged(root, train, download):
+        raise RuntimeError("Dataset not found or corrupted.")
+
+    monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
+    (tmp_path / "cifar-100-python").mkdir()
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", damaged)
+    data_module._cifar_arrays.cache_clear()
+    damaged_message = r"CIFAR-100 under .*cifar-100-python is incomplete or damaged .* download it again"
+    with pytest.raises(DataError, match=damaged_message):
+        build_data("cifar100", "test", 32)
+
+
+# --- specs and arguments ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("fotos", r"Unknown data source 'fotos'; choose from photos, procedural, shapes, digits, cifar10, cifar100, "
+              r"folder:PATH"),
+    ("photos:x", r"In the data part 'photos:x', the weight 'x' is not a number"),
+    ("photos:0+procedural", r"the weight must be a positive number, not 0"),
+    ("photos:-2", r"the weight must be a positive number, not -2"),
+    ("photos++procedural", r"empty part"),
+    ("  ", r"The data spec is empty"),
+    ("./no/such/folder", r"No folder at no/such/folder"),
+])
+def test_bad_specs_name_the_bad_value(spec, message):
+    with pytest.raises(DataError, match=message):
+        build_data(spec, "train", 32)
+
+
+def test_bad_arguments_name_the_bad_value():
+    with pytest.raises(DataError, match="Unknown split 'validation'"):
+        build_data("photos", "validation", 32)
+    with pytest.raises(DataError, match="image_size must be a whole number of pixels from 8 to 1024, not 4"):
+        build_data("photos", "train", 4)
+    with pytest.raises(DataError, match="batch_size must be a positive whole number, not 0"):
+        build_data("procedural", "train", 16).sample(0, _gen())
+    with pytest.raises(DataError, match="evaluation set size must be a positive whole number, not 0"):
+        fixed_set("shapes", "test", 16, 0)
+
+
+def test_describe_specs_names_every_source():
+    text = describe_specs()
+    for name in ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder:PATH", "A:W+B:W"):
+        assert name in text
+    assert ", ".join(SHAPES_CLASSES) in text
