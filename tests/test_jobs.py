@@ -1,0 +1,238 @@
+"""Training jobs with real training processes: run, queue, cancel, crash, recovery, refused arguments."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vitviz.jobs import MODEL_SIZES, JobRunner, JobSpec, JobSpecError, JobStateError
+from vitviz.models import create_vit, list_models, load_model, read_sidecar, save_checkpoint
+
+# A micro ViT on 32 px images: each run is some seconds of start-up and a few seconds of steps.
+TINY = dict(image_size=32, batch_size=16, eval_images=32, device="cpu")
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITVIZ_JOBS", str(tmp_path / "jobs"))
+    runner = JobRunner()
+    yield runner
+    # a failed test leaves no training process behind
+    for job in runner.jobs():
+        for _ in range(2 if job.state == "running" else int(job.state == "queued")):
+            try:
+                runner.cancel(job.id)
+            except JobStateError:
+                pass
+
+
+def wait_for(condition, what: str, timeout: float = 180):
+    """Poll until ``condition()`` is truthy; the timeout only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def status_on_disk(job) -> dict:
+    """The job's status as its folder holds it, read without any runner (which would move the queue)."""
+    return json.loads((job.folder / "status.json").read_text())
+
+
+def test_a_job_trains_the_next_waits_then_runs_and_cancel_keeps_a_checkpoint(runner):
+    first = runner.submit(JobSpec(task="finetune", name="shapes-a", data="shapes", steps=20, **TINY))
+    second = runner.submit(JobSpec(task="pretrain", name="jigsaw-b", data="photos:1+procedural:1", steps=5000, **TINY))
+    assert first.state == "running" and second.state == "queued" and second.place == 1
+
+    # progress: metrics rows appear while the first one runs
+    rows = wait_for(lambda: [r for r in runner.get(first.id).metrics() if r["split"] == "train"], "training rows")
+    assert runner.get(first.id).state == "running" and rows[0]["step"] > 0 and rows[0]["loss"] > 0
+
+    # the first one's supervisor starts the second: no runner looks in the meantime
+    wait_for(lambda: status_on_disk(second)["state"] == "running", "the queued job to start")
+    assert status_on_disk(first)["state"] == "finished" and status_on_disk(first)["exit_code"] == 0
+
+    # its checkpoint is in the model picker, with its metrics
+    assert "shapes-a (classifier)" in [e.label for e in list_models()]
+    model = load_model("shapes-a", device="cpu")
+    assert model.card.class_names == ("circle", "square", "triangle", "star")
+    assert model.card.sidecar["training"]["steps"] == 20 and model.card.sidecar["training"]["finished"]
+    assert set(model.card.sidecar["metrics"]) == {"val", "test"}
+    assert Path(model.card.path) == runner.models_dir / "shapes-a.safetensors"
+
+    # cancel the second mid-run: SIGTERM, it writes its last checkpoint and exits
+    second_job = runner.get(second.id)
+    wait_for(lambda: any(r["split"] == "train" for r in second_job.metrics()), "the second job's training rows")
+    assert runner.cancel(second.id).state == "running"  # stopping, not yet stopped
+    ended = wait_for(lambda: (j := runner.get(second.id)).state != "running" and j, "the cancelled job to end")
+    assert ended.state == "cancelled" and ended.exit_code == 143, ended.log_tail()
+    sidecar = read_sidecar(ended.checkpoint)
+    assert sidecar["kind"] == "jigsaw" and not sidecar["training"]["finished"]
+    assert sidecar["training"]["steps"] < 5000
+    assert load_model("jigsaw-b", device="cpu").card.has_jigsaw_head
+
+    # a new runner, as after a restart of the app, finds both as they ended
+    again = {j.id: (j.state, j.exit_code) for j in JobRunner(runner.root).jobs()}
+    assert again == {first.id: ("finished", 0), second.id: ("cancelled", 143)}
+
+
+def test_a_second_cancel_kills_a_job_that_does_not_stop(runner):
+    job = runner.submit(JobSpec(task="finetune", name="stuck", steps=5000, **TINY))
+    # in its loop, where SIGTERM asks for a clean stop (before it, SIGTERM's default action kills at once)
+    wait_for(lambda: any(r["split"] == "train" for r in runner.get(job.id).metrics()), "training rows")
+    os.kill(status_on_disk(job)["train_pid"], signal.SIGSTOP)  # a hung process: the SIGTERM stays pending
+    runner.cancel(job.id)
+    runner.cancel(job.id)
+    ended = wait_for(lambda: (j := runner.get(job.id)).state != "running" and j, "the killed job to end")
+    assert ended.state == "cancelled" and ended.exit_code == -signal.SIGKILL and ended.cancel_requests == 2
+    with pytest.raises(JobStateError, match=f"job {job.id} has already ended \\(cancelled\\)"):
+        runner.cancel(job.id)
+
+
+def test_a_crashed_job_shows_its_error_and_log(runner, tmp_path):
+    folder = tmp_path / "pets"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "1.png").write_bytes(b"not an image at all")
+    job = runner.submit(JobSpec(task="finetune", name="pets", data=f"folder:{folder}", steps=10, **TINY))
+    ended = wait_for(lambda: (j := runner.get(job.id)).state != "running" and j, "the job to end")
+    assert ended.state == "failed" and ended.exit_code == 2
+    message = f"python -m training finetune: error: None of the 2 image files under {folder} could be read"
+    assert ended.error.startswith(f"exit code 2: {message}")
+    assert any(line.startswith(message) for line in ended.log_tail())
+    assert not ended.checkpoint.exists()
+
+
+def test_a_job_whose_processes_vanished_is_marked_lost_and_the_queue_moves_on(runner):
+    job = runner.submit(JobSpec(task="finetune", name="lost", steps=5000, **TINY))
+    later = runner.submit(JobSpec(task="finetune", name="later", steps=5000, **TINY))
+    assert runner.get(later.id).place == 1
+    # kill the supervisor and the training process without letting either record anything
+    status = wait_for(lambda: (s := status_on_disk(job)).get("train_pid") and s, "the training process")
+    os.kill(status["pid"], signal.SIGKILL)
+    os.kill(status["train_pid"], signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{status['train_pid']}").exists() or
+             Path(f"/proc/{status['train_pid']}/stat").read_text().split(")")[1].split()[0] == "Z", "the kill")
+    jobs = {j.id: j for j in JobRunner(runner.root).jobs()}
+    assert jobs[job.id].state == "failed" and jobs[job.id].error.startswith("lost: its processes ended without")
+    assert jobs[later.id].state == "running"
+    runner.cancel(later.id)
+    runner.cancel(later.id)  # no need to wait for a clean stop here
+    wait_for(lambda: runner.get(later.id).state == "cancelled", "the cancel")
+
+
+def test_cancelling_a_queued_job_never_starts_it(runner):
+    running = runner.submit(JobSpec(task="finetune", name="runs", steps=5000, **TINY))
+    queued = runner.submit(JobSpec(task="finetune", name="waits", steps=5000, **TINY))
+    third = runner.submit(JobSpec(task="finetune", name="waits-too", steps=5000, **TINY))
+    assert (runner.get(queued.id).place, runner.get(third.id).place) == (1, 2)
+    assert runner.cancel(queued.id).state == "cancelled"
+    assert runner.get(third.id).place == 1
+    assert runner.cancel(third.id).state == "cancelled"
+    runner.cancel(running.id)
+    runner.cancel(running.id)
+    wait_for(lambda: not any(j.active for j in runner.jobs()), "every job to end")
+    assert runner.get(queued.id).state == "cancelled" and not queued.log_path.exists()  # never launched
+
+
+# --- arguments ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch):
+    """A jigsaw checkpoint (patch 4) and a classifier one in a user models folder."""
+    folder = tmp_path / "user-models"
+    jigsaw = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=0, pos_embed="none")
+    save_checkpoint(create_vit(jigsaw, jigsaw_grid=(4, 4)), folder / "my-jigsaw",
+                    dict(name="my-jigsaw", kind="jigsaw", architecture=jigsaw, jigsaw=dict(grid=[4, 4])))
+    classifier = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3)
+    save_checkpoint(create_vit(classifier), folder / "my-classifier",
+                    dict(name="my-classifier", kind="classifier", architecture=classifier))
+    monkeypatch.setenv("VITVIZ_MODELS", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    (dict(name="../evil"), "name", "checkpoint name '../evil' is not allowed: use up to 64 letters, digits, '.', '_' "
+                                   "and '-', starting with a letter or digit (no '/', no '..')"),
+    (dict(name="/tmp/x"), "name", "checkpoint name '/tmp/x' is not allowed"),
+    (dict(name="a/b"), "name", "checkpoint name 'a/b' is not allowed"),
+    (dict(name="a..b"), "name", "checkpoint name 'a..b' is not allowed"),
+    (dict(name="my-classifier"), "name", "a checkpoint named 'my-classifier' already exists ("),
+    (dict(steps=0), "steps", "steps 0 is out of range: choose a whole number from 1 to 100,000"),
+    (dict(steps=100_001), "steps", "steps 100001 is out of range: choose a whole number from 1 to 100,000"),
+    (dict(steps=2.5), "steps", "steps 2.5 is out of range"),
+    (dict(batch_size=0), "batch_size", "batch size 0 is out of range: choose a whole number from 1 to 1,024"),
+    (dict(lr=0.0), "lr", "learning rate 0.0 is out of range: choose a number from 1e-06 to 1"),
+    (dict(lr=float("nan")), "lr", "learning rate nan is out of range"),
+    (dict(image_size=36), "image_size", "image size 36 is not a multiple of the patch size 8"),
+    (dict(device="cuda:x"), "device", "device 'cuda:x' is not one of cpu, cuda, cuda:N, mps"),
+    (dict(model="huge"), "model", "model size 'huge' is not one of micro, tiny, starter"),
+    (dict(task="segment"), "task", "task 'segment' is neither 'pretrain' (jigsaw) nor 'finetune' (classification)"),
+    (dict(data="imagenet"), "data", "unknown data set 'imagenet': choose from shapes, digits, photos, procedural"),
+    (dict(data="photos"), "data", "fine-tuning needs labels and 'photos' has none: choose shapes or digits or an "
+                                  "image folder with a sub-folder per class"),
+    (dict(data="shapes:1+digits:1"), "data", "fine-tuning needs labels and a mixture of different classes has none"),
+    (dict(data="shapes:-1"), "data", "mixture weight '-1' of shapes is not a positive number"),
+    (dict(data="folder:/no/such/folder"), "data", "dataset folder /no/such/folder does not exist"),
+    (dict(data="folder:relative/path"), "data", "dataset folder 'relative/path' is not an absolute path"),
+    (dict(init="my-classifier"), "init", "starting checkpoint 'my-classifier' is a classifier checkpoint; "
+                                         "fine-tuning starts from a jigsaw checkpoint (or from random weights)"),
+    (dict(init="nothing-here"), "init", "starting checkpoint 'nothing-here' is not a checkpoint in "),
+    (dict(init="../my-jigsaw"), "init", "starting checkpoint '../my-jigsaw' is not a checkpoint in "),
+    (dict(init="my-jigsaw", image_size=30), "image_size",
+     "image size 30 is not a multiple of the patch size 4 of the starting checkpoint 'my-jigsaw'"),
+    (dict(task="pretrain", data="photos", init="my-jigsaw"), "init",
+     "jigsaw pretraining starts from random weights; a starting checkpoint ('my-jigsaw') is for fine-tuning"),
+])
+def test_bad_arguments_are_refused_before_launch(runner, checkpoints, changes, field, message):
+    spec = JobSpec(**{**dict(task="finetune", name="new-model"), **changes})
+    with pytest.raises(JobSpecError) as refused:
+        runner.submit(spec)
+    assert str(refused.value).startswith(message) and refused.value.field == field
+    assert not runner.root.exists() or not runner.jobs()
+
+
+def test_a_folder_must_hold_class_folders(runner, tmp_path):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"x")
+    with pytest.raises(JobSpecError, match="has no class sub-folders: it needs one sub-folder of images per class"):
+        runner.validate(JobSpec(task="pretrain", name="x", data=f"folder:{tmp_path / 'flat'}"))
+    with pytest.raises(JobSpecError, match="is a file, not a folder"):
+        runner.validate(JobSpec(task="pretrain", name="x", data=f"folder:{tmp_path / 'flat' / 'a.png'}"))
+
+
+def test_a_name_in_use_by_a_waiting_job_is_refused(runner):
+    first = runner.submit(JobSpec(task="finetune", name="same", steps=5000, **TINY))
+    with pytest.raises(JobSpecError, match=f"checkpoint name 'same' is already used by job {first.id} \\(running\\)"):
+        runner.submit(JobSpec(task="finetune", name="same", steps=10, **TINY))
+    runner.cancel(first.id)
+    runner.cancel(first.id)
+    wait_for(lambda: runner.get(first.id).state == "cancelled", "the cancel")
+
+
+def test_the_command_writes_only_into_the_jobs_folders(runner, checkpoints, tmp_path):
+    spec = runner.validate(JobSpec(task="finetune", name="from-jigsaw", init="my-jigsaw", image_size=24))
+    assert spec.patch_size == 4  # the starting checkpoint's
+    job_folder = runner.root / "job-1"
+    from vitviz.jobs import _command
+
+    command = _command(spec, job_folder, runner.models_dir)
+    assert command[:4] == [sys.executable, "-m", "training", "finetune"]
+    options = dict(zip(command[4::2], command[5::2]))
+    assert options["--out-dir"] == str(runner.models_dir) and options["--run-dir"] == str(job_folder / "run")
+    assert options["--init"] == str((checkpoints / "my-jigsaw.safetensors").resolve())
+    assert options["--patch-size"] == "4" and options["--name"] == "from-jigsaw"
+
+
+def test_model_sizes_match_the_training_presets():
+    from training.config import MODEL_PRESETS
+
+    assert set(MODEL_SIZES) == set(MODEL_PRESETS)
