@@ -25,6 +25,9 @@ Data spec (the ``--data`` option), one source or a weighted mixture:
                     weight W (default 1), e.g. ``photos:1+procedural:1``; labeled only when every part has the
                     same classes (labels -1 otherwise); a folder path inside a mixture cannot contain "+"
 
+``procedural`` has no split of its own: every split draws from the same endless distribution, and
+``fixed_set`` gives val and test different images.
+
 Augmentation (train split only, on the device): random resized crops and flips for ``photos``; crops of
 80-100% of the side (small shifts and zooms) and flips for labeled sets (no flips for ``digits``, where a
 mirrored digit is another shape); none for ``procedural`` and ``shapes``, whose every training item is new.
