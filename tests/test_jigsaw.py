@@ -7,17 +7,25 @@ import torch
 import torch.nn.functional as F
 
 from vitviz.jigsaw import (
+    arrange_patches,
     decode_argmax,
+    displacement,
     jigsaw_logits,
     jigsaw_metrics,
     key_keep_mask,
+    pin_unmoved,
+    placed_correctly,
+    placement_confidence,
+    placement_metrics,
     position_logits,
+    reassemble,
+    reassembly_steps,
     region_positions,
     shuffle_permutation,
     solve,
     solve_batch,
 )
-from vitviz.models import create_vit, load_model, save_checkpoint
+from vitviz.models import create_vit, load_model, normalize, save_checkpoint
 from vitviz.patches import patchify, unpatchify
 
 
@@ -174,3 +182,192 @@ def test_solve_untangles_collisions_that_argmax_makes():
     assert metrics["chance"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="square"):
         solve(torch.zeros(3, 4))
+
+
+# --- the Jigsaw view's library: partial shuffles, reassembly, confidence, displacement, steps ---------
+
+
+def test_a_full_shuffle_is_the_argsort_of_uniform_keys():
+    """Training's evaluation sets depend on this draw staying as it is."""
+    keys = torch.rand(3, 16, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(shuffle_permutation(16, torch.Generator().manual_seed(7), batch_size=3), keys.argsort(dim=1))
+
+
+def test_shuffling_k_patches_moves_exactly_k_and_is_reproducible_per_seed():
+    def draw(seed, **kwargs):
+        return shuffle_permutation(16, torch.Generator().manual_seed(seed), batch_size=50, **kwargs)
+
+    for k in (2, 5, 16):
+        perms = draw(1, num_shuffled=k, derange=True)
+        assert torch.equal(perms, draw(1, num_shuffled=k, derange=True))
+        assert not torch.equal(perms, draw(2, num_shuffled=k, derange=True))
+        assert torch.equal(perms.sort(dim=1).values, torch.arange(16).expand(50, 16))
+        assert torch.equal((perms != torch.arange(16)).sum(dim=1), torch.full((50,), k))
+    # Without derange, k positions are shuffled uniformly: some patches land back in place.
+    loose = draw(1, num_shuffled=5)
+    moved = (loose != torch.arange(16)).sum(dim=1)
+    assert moved.max() <= 5 and moved.min() < 5
+    # Different rows pick different positions.
+    assert len({tuple((row != torch.arange(16)).nonzero().flatten().tolist()) for row in draw(3, num_shuffled=4)}) > 10
+    for bad in (dict(num_shuffled=17), dict(num_shuffled=-1), dict(num_shuffled=1, derange=True)):
+        with pytest.raises(ValueError, match="shuffle|positions"):
+            draw(0, **bad)
+
+
+def test_derangements_are_drawn_uniformly():
+    perms = shuffle_permutation(3, torch.Generator().manual_seed(0), batch_size=4000, derange=True)
+    rows, counts = torch.unique(perms, dim=0, return_counts=True)
+    assert rows.tolist() == [[1, 2, 0], [2, 0, 1]]  # the only two derangements of three
+    assert 1800 < counts.min() <= counts.max() < 2200
+
+
+def test_shuffling_a_region_is_reproducible_and_stays_inside_it():
+    region = region_positions((4, 4), top=0, left=2, height=3, width=2)  # positions 2, 3, 6, 7, 10, 11
+    perms = shuffle_permutation(16, torch.Generator().manual_seed(4), batch_size=30, positions=region, derange=True)
+    assert torch.equal(perms, shuffle_permutation(16, torch.Generator().manual_seed(4), batch_size=30,
+                                                  positions=region, derange=True))
+    outside = [i for i in range(16) if i not in region]
+    assert torch.equal(perms[:, outside], torch.tensor(outside).expand(30, -1))
+    assert (perms[:, region] != torch.tensor(region)).all()
+    # k of the region: exactly k of its positions move, none outside.
+    some = shuffle_permutation(16, torch.Generator().manual_seed(4), batch_size=30, positions=region,
+                               num_shuffled=3, derange=True)
+    assert torch.equal((some != torch.arange(16)).sum(dim=1), torch.full((30,), 3))
+    assert torch.equal(some[:, outside], torch.tensor(outside).expand(30, -1))
+
+
+def test_position_logits_drop_keys_as_the_seeded_mask_says(tmp_path):
+    model, arch = _jigsaw_vit()  # 16 positions: many ways to drop 8 of them
+    sidecar = {"kind": "jigsaw", "architecture": arch, "jigsaw": {"grid": [4, 4]}}
+    model = load_model(save_checkpoint(model, tmp_path / "random-jigsaw.safetensors", sidecar), device="cpu")
+    images = torch.rand(2, 3, 16, 16)
+    perms = shuffle_permutation(16, torch.Generator().manual_seed(0), batch_size=2)
+    with torch.no_grad():
+        got = position_logits(model, images, perms, drop_fraction=0.5, generator=torch.Generator().manual_seed(9))
+        mask = key_keep_mask(2, 1, 16, 0.5, torch.Generator().manual_seed(9))
+        expected = jigsaw_logits(model, normalize(images, model), perms, mask)
+        other_seed = position_logits(model, images, perms, drop_fraction=0.5, generator=torch.Generator().manual_seed(1))
+        no_drop = position_logits(model, images, perms)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, no_drop) and not torch.allclose(got, other_seed)
+    with pytest.raises(ValueError, match="needs a generator"):
+        position_logits(model, images, perms, drop_fraction=0.5)
+
+
+def _pixel_shuffle(images, sources, p):
+    """Independent of patchify: copy each patch's pixels by slicing; -1 leaves grey."""
+    out = torch.full_like(images, 0.5)
+    cols = images.shape[-1] // p
+    for b in range(images.shape[0]):
+        for slot, source in enumerate(sources[b].tolist()):
+            if source >= 0:
+                (r, c), (sr, sc) = divmod(slot, cols), divmod(source, cols)
+                out[b, :, r * p:(r + 1) * p, c * p:(c + 1) * p] = images[b, :, sr * p:(sr + 1) * p, sc * p:(sc + 1) * p]
+    return out
+
+
+def test_the_shuffled_image_puts_token_k_in_slot_k():
+    images = torch.rand(2, 3, 12, 16)  # a 3x4 grid of 4 px patches
+    perms = shuffle_permutation(12, torch.Generator().manual_seed(0), batch_size=2)
+    assert torch.equal(arrange_patches(images, perms, 4), _pixel_shuffle(images, perms, 4))
+    assert torch.equal(arrange_patches(images, torch.arange(12).expand(2, 12), 4), images)
+    with pytest.raises(ValueError, match="do not match"):
+        arrange_patches(images, perms[:, :6], 4)
+
+
+def test_reassembly_is_exact_when_the_logits_favour_the_truth():
+    images = torch.rand(3, 3, 16, 16)
+    perms = shuffle_permutation(16, torch.Generator().manual_seed(2), batch_size=3)
+    logits = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(3))
+    logits.scatter_(2, perms[..., None], 10.0)  # the right position of each token scores highest
+    for placement in (decode_argmax(logits), solve_batch(logits)):
+        assert torch.equal(placement, perms)
+        rebuilt, shown = reassemble(images, perms, placement, 4, placement_confidence(logits, placement))
+        assert torch.equal(rebuilt, images)
+        assert torch.equal(perms.gather(1, shown), torch.arange(16).expand(3, 16))  # shown is the inverse
+        assert placed_correctly(shown, perms).all()
+
+
+def test_reassembly_by_the_oracle_model_gives_back_the_image(oracle_model):
+    images = torch.rand(5, 3, 8, 8)
+    images[:, 0] = _oracle_images(5)[:, 0]  # the oracle reads channel 0; the others are content to carry along
+    perms = shuffle_permutation(4, torch.Generator().manual_seed(1), batch_size=5)
+    with torch.no_grad():
+        logits = position_logits(oracle_model, images, perms)
+    rebuilt, _ = reassemble(images, perms, solve_batch(logits), 4)
+    assert torch.equal(rebuilt, images)
+    assert not torch.equal(arrange_patches(images, perms, 4), images)
+
+
+def test_colliding_placements_keep_the_most_confident_and_leave_holes_grey():
+    images = torch.rand(1, 3, 8, 8)  # 2x2 grid of 4 px patches
+    perms = torch.tensor([[3, 0, 1, 2]])  # token k carries patch perms[k]
+    placement = torch.tensor([[3, 3, 1, 2]])  # tokens 0 and 1 both claim position 3; nobody takes 0
+    rebuilt, shown = reassemble(images, perms, placement, 4, confidence=torch.tensor([[0.4, 0.9, 0.5, 0.5]]))
+    assert shown.tolist() == [[-1, 2, 3, 1]]
+    assert torch.equal(rebuilt, _pixel_shuffle(images, torch.tensor([[-1, 1, 2, 0]]), 4))
+    assert placed_correctly(shown, perms).tolist() == [[False, True, True, False]]
+    # With equal confidence the lower token index wins.
+    _, tied = reassemble(images, perms, placement, 4)
+    assert tied.tolist() == [[-1, 2, 3, 0]]
+    assert placed_correctly(tied, perms).tolist() == [[False, True, True, True]]
+
+
+def test_confidence_is_the_probability_of_the_given_position():
+    logits = torch.log(torch.tensor([[[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.05, 0.05, 0.9]]]))
+    got = placement_confidence(logits, torch.tensor([[0, 1, 2]]))
+    torch.testing.assert_close(got, torch.tensor([[0.7, 0.3, 0.9]]))
+
+
+def test_accuracy_exact_puzzle_and_displacement_against_a_hand_computation():
+    # A 2x3 grid; positions (row, col): 0 (0,0) 1 (0,1) 2 (0,2) 3 (1,0) 4 (1,1) 5 (1,2).
+    truth = torch.tensor([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]])
+    placement = torch.tensor([[0, 1, 2, 3, 5, 4],    # 4 and 5 swapped: 1 patch apart each
+                              [5, 4, 3, 2, 1, 0]])   # all right
+    assert displacement(placement, truth, (2, 3)).tolist() == [[0, 0, 0, 0, 1, 1], [0] * 6]
+    far = displacement(torch.tensor([[5]]), torch.tensor([[0]]), (2, 3))  # (0,0) to (1,2)
+    assert far.item() == pytest.approx(5 ** 0.5)
+    metrics = placement_metrics(placement, truth, (2, 3))
+    assert metrics == pytest.approx({"patch_acc": 10 / 12, "puzzle_acc": 0.5, "displacement": 2 / 12})
+    assert "displacement" not in placement_metrics(placement, truth)
+    with pytest.raises(ValueError, match="does not hold"):
+        placement_metrics(placement, truth, (2, 2))
+    # Both decoders through jigsaw_metrics: argmax collides (tokens 0 and 1 both say position 0).
+    logits = torch.tensor([[[5.0, 0.0, 0.0, 0.0], [2.0, 1.5, -3.0, 0.0], [0.0, 0.0, 3.0, 0.0], [0.0, 0.0, 0.0, 3.0]]])
+    metrics = jigsaw_metrics(logits, torch.tensor([[0, 1, 2, 3]]), grid_size=(2, 2))
+    assert metrics["patch_acc_argmax"] == pytest.approx(3 / 4) and metrics["puzzle_acc_argmax"] == 0.0
+    assert metrics["displacement_argmax"] == pytest.approx(1 / 4)  # token 1 put one column left
+    assert metrics["patch_acc_hungarian"] == 1.0 and metrics["displacement_hungarian"] == 0.0
+
+
+def test_pinning_the_unmoved_patches_restricts_both_decoders():
+    perms = torch.tensor([[0, 2, 1, 3]])  # positions 1 and 2 swapped; 0 and 3 stay
+    logits = torch.tensor([[[0.0, 3.0, 0.0, 0.0],   # token 0 (unmoved) would go to 1
+                            [2.0, 0.0, 1.0, 0.0],   # token 1 likes 0 best, then its truth 2
+                            [0.0, 1.0, 0.0, 2.0],   # token 2 likes 3, then its truth 1
+                            [0.0, 0.0, 0.0, 1.0]]])
+    pinned = pin_unmoved(logits, perms)
+    assert torch.isinf(pinned).tolist() == [[[False, True, True, True], [True, False, False, True],
+                                             [True, False, False, True], [True, True, True, False]]]
+    assert decode_argmax(pinned).tolist() == [[0, 2, 1, 3]]
+    assert solve_batch(pinned).tolist() == [[0, 2, 1, 3]]
+    assert solve_batch(logits).tolist() != [[0, 2, 1, 3]]
+    with pytest.raises(ValueError, match="do not match"):
+        pin_unmoved(logits, perms[:, :3])
+
+
+def test_reassembly_steps_move_one_patch_home_per_step():
+    placement = torch.tensor([1, 2, 0, 3, 5, 4])  # a 3-cycle, a fixed token, a swap: 2 + 1 steps
+    confidence = torch.tensor([0.1, 0.9, 0.5, 0.99, 0.2, 0.3])
+    frames, moved = reassembly_steps(placement, confidence)
+    assert frames.shape == (4, 6) and moved.tolist() == [2, 0, 4]  # token 1 first (token 3 is home), then 2, then 5
+    assert frames[0].tolist() == list(range(6))
+    final = torch.empty(6, dtype=torch.long)
+    final[placement] = torch.arange(6)
+    assert torch.equal(frames[-1], final)
+    for before, after, filled in zip(frames[:-1], frames[1:], moved):
+        assert (before != after).sum() == 2 and after[filled] == final[filled]
+        assert sorted(after.tolist()) == list(range(6))
+    assert reassembly_steps(torch.arange(4))[0].shape == (1, 4)
+    with pytest.raises(ValueError, match="one-to-one"):
+        reassembly_steps(torch.tensor([0, 0, 2]))

@@ -23,13 +23,22 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .models import model_card, normalize
+from .patches import grid_shape, patchify, unpatchify
 
 __all__ = [
+    "arrange_patches",
     "decode_argmax",
+    "displacement",
     "jigsaw_logits",
     "jigsaw_metrics",
     "key_keep_mask",
+    "pin_unmoved",
+    "placement_confidence",
+    "placement_metrics",
+    "placed_correctly",
     "position_logits",
+    "reassemble",
+    "reassembly_steps",
     "region_positions",
     "shuffle_permutation",
     "solve",
@@ -43,6 +52,8 @@ def shuffle_permutation(
     *,
     batch_size: int = 1,
     positions: Optional[Sequence[int] | torch.Tensor] = None,
+    num_shuffled: Optional[int] = None,
+    derange: bool = False,
 ) -> torch.Tensor:
     """Seeded random permutations ``[batch_size, num_positions]`` (long, on the generator's device).
 
@@ -50,23 +61,41 @@ def shuffle_permutation(
         num_positions: N, the number of grid positions (gh*gw).
         generator: the source of randomness; the same seed gives the same permutations.
         batch_size: how many independent permutations.
-        positions: when given, only these grid positions are shuffled among themselves and every
-            other position keeps its patch (the Jigsaw view's "shuffle k patches" or "shuffle a
-            region"); all positions when omitted.
+        positions: the grid positions that may be shuffled (the Jigsaw view's "shuffle a region",
+            see ``region_positions``); every other position keeps its patch. All when omitted.
+        num_shuffled: how many of those positions are shuffled, drawn at random for each row (the
+            view's "shuffle k patches"); all of them when omitted.
+        derange: every shuffled position gets another position's patch, none lands back in place
+            (so "k shuffled" means k out of place); needs at least 2 shuffled positions.
     """
     if num_positions < 1 or batch_size < 1:
         raise ValueError(f"need at least one position and one permutation, got {num_positions} and {batch_size}")
     device = generator.device
-    keys = torch.rand(batch_size, num_positions, generator=generator, device=device)
-    if positions is None:
+    if positions is None and num_shuffled is None and not derange:
+        keys = torch.rand(batch_size, num_positions, generator=generator, device=device)
         return keys.argsort(dim=1)  # (B, N): a uniform random permutation per row
-    chosen = torch.as_tensor(positions, dtype=torch.long, device=device).unique()
-    if chosen.numel() and (chosen.min() < 0 or chosen.max() >= num_positions):
-        raise ValueError(f"positions {chosen.tolist()} fall outside the grid's {num_positions} positions")
+    pool = torch.arange(num_positions, device=device)
+    if positions is not None:
+        pool = torch.as_tensor(positions, dtype=torch.long, device=device).unique()
+        if pool.numel() and (pool.min() < 0 or pool.max() >= num_positions):
+            raise ValueError(f"positions {pool.tolist()} fall outside the grid's {num_positions} positions")
+    k = pool.numel() if num_shuffled is None else num_shuffled
+    if not 0 <= k <= pool.numel():
+        raise ValueError(f"cannot shuffle {k} of {pool.numel()} positions")
+    if derange and k < 2:
+        raise ValueError(f"a shuffle that moves every patch needs at least 2 positions, got {k}")
+    if k < pool.numel():
+        pick = torch.rand(batch_size, pool.numel(), generator=generator, device=device).argsort(dim=1)[:, :k]
+        chosen = pool[pick]  # (B, k): a random k of the pool per row
+    else:
+        chosen = pool.expand(batch_size, -1)  # (B, k)
+    order = torch.rand(batch_size, k, generator=generator, device=device).argsort(dim=1)  # (B, k)
+    if derange:  # rejection keeps the draw uniform over derangements; about e tries per row
+        in_place = torch.arange(k, device=device)
+        while (stuck := (order == in_place).any(dim=1)).any():
+            order[stuck] = torch.rand(int(stuck.sum()), k, generator=generator, device=device).argsort(dim=1)
     permutation = torch.arange(num_positions, device=device).repeat(batch_size, 1)  # (B, N) identity
-    order = keys[:, : chosen.numel()].argsort(dim=1)  # (B, k): a random order of the chosen positions
-    permutation[:, chosen] = chosen[order]
-    return permutation
+    return permutation.scatter(1, chosen, chosen.gather(1, order))  # chosen[j] gets the patch from chosen[order[j]]
 
 
 def region_positions(grid_size: tuple[int, int], top: int, left: int, height: int, width: int) -> list[int]:
@@ -125,7 +154,14 @@ def jigsaw_logits(
     return model.jigsaw_head(x[:, model.num_prefix_tokens:])  # (B, N, gh*gw)
 
 
-def position_logits(model: nn.Module, images: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+def position_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    permutation: torch.Tensor,
+    *,
+    drop_fraction: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """A jigsaw checkpoint's position logits for images whose patches are shuffled by ``permutation``.
 
     Args:
@@ -134,6 +170,8 @@ def position_logits(model: nn.Module, images: torch.Tensor, permutation: torch.T
             model's normalisation is applied here).
         permutation: long ``[B, N]``; shuffled token ``k`` carries the patch from grid position
             ``permutation[b, k]``.
+        drop_fraction: the share of patch tokens hidden from the attention keys (``key_keep_mask``).
+        generator: which tokens are hidden; needed when ``drop_fraction > 0``.
 
     Returns:
         ``[B, N, N]``: row ``k`` scores the grid positions for shuffled token ``k``; its right
@@ -154,8 +192,14 @@ def position_logits(model: nn.Module, images: torch.Tensor, permutation: torch.T
     identity = torch.arange(num_positions, device=permutation.device)
     if not torch.equal(permutation.sort(dim=1).values, identity.expand_as(permutation)):
         raise ValueError(f"each row of the permutation must hold every position 0..{num_positions - 1} exactly once")
+    if drop_fraction and generator is None:
+        raise ValueError(f"dropping {drop_fraction} of the keys needs a generator to say which")
+    key_mask = None
+    if drop_fraction:
+        key_mask = key_keep_mask(images.shape[0], card.num_prefix_tokens, num_positions, drop_fraction, generator)
     device = next(model.parameters()).device
-    return jigsaw_logits(model, normalize(images.to(device), model), permutation.to(device).long())
+    return jigsaw_logits(model, normalize(images.to(device), model), permutation.to(device).long(),
+                         None if key_mask is None else key_mask.to(device))
 
 
 def decode_argmax(logits: torch.Tensor) -> torch.Tensor:
@@ -182,24 +226,162 @@ def solve_batch(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([solve(item) for item in logits])
 
 
-def jigsaw_metrics(logits: torch.Tensor, permutation: torch.Tensor) -> dict[str, float]:
+def pin_unmoved(logits: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """Tell the decoders which patches were not shuffled: ``[..., N, N]`` logits with the other
+    positions set to -inf.
+
+    A token still at its own position (``permutation[k] == k``) may only stay there; a moved one may
+    only go to a position some moved token came from. The model does not see this hint: it changes
+    the decoding, not the logits' finite values.
+    """
+    num_positions = permutation.shape[-1]
+    if logits.shape[-2:] != (num_positions, num_positions) or logits.shape[:-2] != permutation.shape[:-1]:
+        raise ValueError(f"logits {tuple(logits.shape)} and permutation {tuple(permutation.shape)} do not match")
+    slots = torch.arange(num_positions, device=permutation.device)
+    unmoved = permutation == slots  # (..., N): per token, and per position (a token's slot is its position)
+    allowed = torch.where(unmoved[..., :, None], slots == slots[:, None], ~unmoved[..., None, :])  # (..., N, N)
+    return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+
+
+def placement_confidence(logits: torch.Tensor, placement: torch.Tensor) -> torch.Tensor:
+    """The model's probability for the position each token was given: ``[..., N]`` in [0, 1]."""
+    probs = logits.float().softmax(dim=-1)  # (..., N, N)
+    return probs.gather(-1, placement.to(logits.device)[..., None].long())[..., 0]
+
+
+def displacement(placement: torch.Tensor, permutation: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+    """How far each token was put from where it belongs: Euclidean grid distance ``[..., N]``, in patches."""
+    if placement.shape != permutation.shape:
+        raise ValueError(f"placement {tuple(placement.shape)} and permutation {tuple(permutation.shape)} do not match")
+    cols = grid_size[1]
+    placement = placement.to(permutation.device)
+    rows_apart = (placement // cols - permutation // cols).float()
+    cols_apart = (placement % cols - permutation % cols).float()
+    return torch.hypot(rows_apart, cols_apart)
+
+
+def placement_metrics(
+    placement: torch.Tensor,
+    permutation: torch.Tensor,
+    grid_size: Optional[tuple[int, int]] = None,
+) -> dict[str, float]:
+    """Per-patch accuracy, exact-puzzle rate and, given the grid, mean displacement (in patches)
+    of one decoder's placements ``[B, N]`` against the right answers ``[B, N]``."""
+    if placement.ndim != 2 or placement.shape != permutation.shape:
+        raise ValueError(f"placement {tuple(placement.shape)} and permutation {tuple(permutation.shape)} must both be [B, N]")
+    correct = placement.to(permutation.device) == permutation  # (B, N)
+    metrics = {"patch_acc": correct.float().mean().item(), "puzzle_acc": correct.all(dim=1).float().mean().item()}
+    if grid_size is not None:
+        if grid_size[0] * grid_size[1] != permutation.shape[1]:
+            raise ValueError(f"a {grid_size[0]}x{grid_size[1]} grid does not hold {permutation.shape[1]} positions")
+        metrics["displacement"] = displacement(placement, permutation, grid_size).mean().item()
+    return metrics
+
+
+def jigsaw_metrics(
+    logits: torch.Tensor,
+    permutation: torch.Tensor,
+    grid_size: Optional[tuple[int, int]] = None,
+) -> dict[str, float]:
     """Per-patch accuracy and exact-puzzle rate of both decoders over a batch.
 
     Args:
         logits: ``[B, N, N]`` from ``position_logits`` (or ``jigsaw_logits``).
         permutation: ``[B, N]``, the right answers.
+        grid_size: (gh, gw); when given, the mean displacement of each decoder is added.
 
     Returns:
         ``patch_acc_argmax``, ``puzzle_acc_argmax``, ``patch_acc_hungarian``,
-        ``puzzle_acc_hungarian`` (fractions in [0, 1]) and ``chance`` (1/N, per patch).
+        ``puzzle_acc_hungarian`` (fractions in [0, 1]), ``chance`` (1/N, per patch) and, with the
+        grid, ``displacement_argmax`` and ``displacement_hungarian`` (grid distance, in patches).
     """
     if logits.ndim != 3 or logits.shape[:2] != permutation.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and permutation {tuple(permutation.shape)} do not match")
     permutation = permutation.to(logits.device)
     metrics: dict[str, float] = {}
     for decoder, predicted in (("argmax", decode_argmax(logits)), ("hungarian", solve_batch(logits))):
-        correct = predicted == permutation  # (B, N)
-        metrics[f"patch_acc_{decoder}"] = correct.float().mean().item()
-        metrics[f"puzzle_acc_{decoder}"] = correct.all(dim=1).float().mean().item()
+        for name, value in placement_metrics(predicted, permutation, grid_size).items():
+            metrics[f"{name}_{decoder}"] = value
     metrics["chance"] = 1.0 / permutation.shape[1]
     return metrics
+
+
+def arrange_patches(images: torch.Tensor, sources: torch.Tensor, patch_size: int, fill: float = 0.5) -> torch.Tensor:
+    """Images ``[B, C, H, W]`` rebuilt from their own patches: position ``g`` shows the patch from
+    grid position ``sources[b, g]``, or ``fill`` grey where that is -1.
+
+    ``arrange_patches(images, permutation, p)`` is the shuffled image: slot ``k`` shows token ``k``.
+    """
+    patches = patchify(images, patch_size)  # (B, N, C*p*p)
+    if sources.shape != patches.shape[:2]:
+        raise ValueError(f"sources {tuple(sources.shape)} do not match the {tuple(patches.shape[:2])} patches")
+    sources = sources.to(images.device).long()
+    arranged = patches.gather(1, sources.clamp(min=0)[..., None].expand_as(patches))  # (B, N, C*p*p)
+    arranged = arranged.masked_fill((sources < 0)[..., None], fill)
+    return unpatchify(arranged, patch_size, grid_shape(images.shape[-2:], patch_size))
+
+
+def reassemble(
+    images: torch.Tensor,
+    permutation: torch.Tensor,
+    placement: torch.Tensor,
+    patch_size: int,
+    confidence: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image put back together by a decoder: token ``k`` (the patch from ``permutation[b, k]``)
+    drawn at ``placement[b, k]``.
+
+    Argmax placements can collide: the most confident token (``confidence [B, N]``; ties and no
+    confidence: the lowest token index) takes the position, and positions nobody took stay grey.
+
+    Returns:
+        the image ``[B, C, H, W]`` and ``shown [B, N]``: the token drawn at each grid position, -1 if none.
+    """
+    batch, num_positions = permutation.shape
+    placement = placement.to(permutation.device).long()
+    if confidence is None:
+        confidence = torch.zeros(batch, num_positions, device=permutation.device)
+    order = torch.sort(confidence.to(permutation.device), dim=1, descending=True, stable=True).indices  # (B, N) tokens
+    rank = order.argsort(dim=1)  # (B, N): each token's place in that order; 0 wins
+    best = torch.full_like(placement, num_positions).scatter_reduce(1, placement, rank, reduce="amin")  # (B, N)
+    shown = torch.where(best < num_positions, order.gather(1, best.clamp(max=num_positions - 1)), -1)
+    sources = torch.where(shown >= 0, permutation.gather(1, shown.clamp(min=0)), -1)  # (B, N) grid positions
+    return arrange_patches(images, sources, patch_size), shown
+
+
+def placed_correctly(shown: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """Per grid position ``[B, N]``: does the reassembled image show the patch that belongs there?"""
+    positions = torch.arange(permutation.shape[1], device=permutation.device)
+    return (shown >= 0) & (permutation.gather(1, shown.clamp(min=0)) == positions)
+
+
+def reassembly_steps(placement: torch.Tensor, confidence: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """From the shuffled order to a one-to-one placement ``[N]``, one patch at a time.
+
+    At each step the most confident token not yet where it was placed swaps with whatever token
+    holds that position, so every frame is a whole image and at most N - 1 steps are needed.
+
+    Returns:
+        ``frames [S+1, N]``: the token at each grid position after each step (frame 0: the shuffled
+        order, the last: the placement), and ``moved [S]``: the position filled at each step.
+    """
+    num_positions = placement.shape[-1]
+    placement = placement.detach().cpu().long()
+    if placement.ndim != 1 or not torch.equal(placement.sort().values, torch.arange(num_positions)):
+        raise ValueError(f"steps need a one-to-one placement of {num_positions} tokens, got {placement.tolist()}")
+    if confidence is None:
+        confidence = torch.zeros(num_positions)
+    order = torch.sort(confidence.detach().cpu(), descending=True, stable=True).indices.tolist()
+    at = list(range(num_positions))  # at[position] = token there
+    where = list(range(num_positions))  # where[token] = its position
+    frames, moved = [torch.tensor(at)], []
+    for token in order:
+        target, source = int(placement[token]), where[token]
+        if target == source:
+            continue
+        other = at[target]
+        at[target], at[source] = token, other
+        where[token], where[other] = target, source
+        frames.append(torch.tensor(at))
+        moved.append(target)
+    return torch.stack(frames), torch.tensor(moved, dtype=torch.long)
