@@ -30,8 +30,8 @@ def png_bytes(seed: int = 0, size: tuple[int, int] = (320, 240)) -> bytes:
 
 
 def open_page(page: str, model: Optional[str] = None, upload: Optional[tuple[str, bytes]] = None,
-              sample: Optional[str] = None) -> AppTest:
-    """The app on ``pages/<page>.py`` with the given model and image (an upload, or a sample photo)."""
+              sample: Optional[str] = None, shapes_index: Optional[int] = None) -> AppTest:
+    """The app on ``pages/<page>.py`` with the given model and image (an upload, a sample photo or a shapes item)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     if model is not None:
         at.session_state["model_choice"] = _label_for(model)
@@ -39,6 +39,9 @@ def open_page(page: str, model: Optional[str] = None, upload: Optional[tuple[str
         at.session_state["image_source"] = "Upload"
     if sample is not None:
         at.session_state["sample_name"] = sample
+    if shapes_index is not None:
+        at.session_state["image_source"] = "Shapes item"
+        at.session_state["shapes_index"] = shapes_index
     at.run()
     if upload is not None:
         name, data = upload

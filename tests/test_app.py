@@ -86,3 +86,11 @@ def test_positions_on_a_model_without_position_embeddings(tmp_path, monkeypatch)
     assert not at.exception
     assert "has no learned positional embeddings" in at.info[0].value
     assert len(chart_titles(at)) == 2  # the sin-cos table only
+
+
+def test_a_shapes_item_as_the_image():
+    from training.data import SHAPES_CLASSES, shapes_item
+
+    at = open_page("patches", model=MODEL, shapes_index=6)
+    assert not at.exception
+    assert f"shapes test item 6 (a {SHAPES_CLASSES[shapes_item(6, 224)[1]]})" in at.caption[0].value

@@ -30,6 +30,15 @@ def sample_image(name: str) -> Image.Image:
     return load_sample(name)
 
 
+@st.cache_data(show_spinner="Drawing the shapes item…", max_entries=64)
+def shapes_item(index: int, image_size: int) -> tuple[Image.Image, str, torch.Tensor]:
+    from training.data import SHAPES_CLASSES, shapes_item as make_item
+
+    pixels, label, mask = make_item(index, image_size, split="test")
+    array = (pixels.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    return Image.fromarray(array), SHAPES_CLASSES[label], mask
+
+
 def image_key(image: Image.Image) -> str:
     """A short content hash: the cache key of every per-image computation."""
     return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()[:16]

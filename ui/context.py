@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import streamlit as st
 import torch
@@ -18,6 +19,8 @@ MODEL_REF = "model_ref"
 IMAGE_SOURCE = "image_source"
 SAMPLE_NAME = "sample_name"
 UPLOAD = "upload"
+SHAPES_INDEX = "shapes_index"
+IMAGE_SOURCES = ("Sample photo", "Upload", "Shapes item")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Context:
     pixels: torch.Tensor  # [1, 3, H, W] in [0, 1] on the model's device
     inputs: torch.Tensor  # [1, 3, H, W] normalised: what the model's forward takes
     image_key: str  # content hash of model_image; with model_ref, the key of every cached computation
+    mask: Optional[torch.Tensor] = None  # [H, W] bool object mask at the model's input size (shapes items)
+    true_label: Optional[str] = None  # the true class of a shapes item
 
 
 def current_model() -> tuple[str, torch.nn.Module]:
@@ -47,7 +52,7 @@ def current_model() -> tuple[str, torch.nn.Module]:
 
 
 def current_image() -> tuple[Image.Image, str]:
-    """The selected image, or a message on the page and a stop."""
+    """The selected photo or upload, or a message on the page and a stop (shapes items: see ``current``)."""
     source = st.session_state.get(IMAGE_SOURCE, "Sample photo")
     if source == "Upload":
         upload = st.session_state.get(UPLOAD)
@@ -66,10 +71,17 @@ def current_image() -> tuple[Image.Image, str]:
 def current() -> Context:
     """Model and image for this page; stops the page with a clear message when either is missing."""
     ref, model = current_model()
-    image, label = current_image()
+    card = model.card
+    mask = true_label = None
+    if st.session_state.get(IMAGE_SOURCE) == "Shapes item":
+        # drawn at the model's own input size, so its mask lines up with the model's patches
+        index = int(st.session_state.get(SHAPES_INDEX, 0))
+        image, true_label, mask = cache.shapes_item(index, card.image_size[0])
+        label = f"shapes test item {index} (a {true_label})"
+    else:
+        image, label = current_image()
     for note in image_notes(image):
         st.caption(f"ℹ️ {note}")
-    card = model.card
     model_image = fit_to_model(image, card.image_size)
     device = next(model.parameters()).device
     pixels = to_tensor(model_image).unsqueeze(0).to(device)
@@ -83,4 +95,6 @@ def current() -> Context:
         pixels=pixels,
         inputs=normalize(pixels, model),
         image_key=cache.image_key(model_image),
+        mask=None if mask is None else mask.to(device),
+        true_label=true_label,
     )

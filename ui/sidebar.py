@@ -8,7 +8,7 @@ from vitviz.devices import default_device, describe_device
 from vitviz.models import list_models
 from vitviz.samples import sample_names
 
-from .context import IMAGE_SOURCE, MODEL_REF, SAMPLE_NAME, UPLOAD
+from .context import IMAGE_SOURCE, IMAGE_SOURCES, MODEL_REF, SAMPLE_NAME, SHAPES_INDEX, UPLOAD
 
 OTHER_TIMM = "Another timm ViT…"
 WEIGHTS_FILE = "A local weights file…"
@@ -47,9 +47,12 @@ def _model_picker() -> None:
 
 
 def _image_picker() -> None:
-    source = st.radio("Source", ["Sample photo", "Upload"], key=IMAGE_SOURCE, horizontal=True)
+    source = st.radio("Source", IMAGE_SOURCES, key=IMAGE_SOURCE, horizontal=True)
     if source == "Upload":
         limit = st.get_option("server.maxUploadSize")
         st.file_uploader(f"Image (up to {limit} MB)", type=IMAGE_TYPES, key=UPLOAD)
+    elif source == "Shapes item":
+        st.number_input("Item of the shapes test split", 0, 9999, key=SHAPES_INDEX,
+                        help="A generated test image with its true object mask, for the localization figures.")
     else:
         st.selectbox("Sample photo", sample_names(), key=SAMPLE_NAME)
