@@ -10,6 +10,7 @@ page = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/patches.py", title="Patches", icon=":material/grid_on:"),
     st.Page("pages/positions.py", title="Positions", icon=":material/place:"),
+    st.Page("pages/jigsaw.py", title="Jigsaw", icon=":material/extension:"),
 ])
 # The sidebar is drawn after navigation is built: widgets made before it miss browser uploads.
 draw_sidebar()

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .models import model_card, normalize
+from .models import checkpoint_dirs, list_models, model_card, normalize, read_sidecar
 from .patches import grid_shape, patchify, unpatchify
 
 __all__ = [
     "arrange_patches",
     "decode_argmax",
     "displacement",
+    "jigsaw_checkpoints",
     "jigsaw_logits",
     "jigsaw_metrics",
     "key_keep_mask",
@@ -385,3 +386,19 @@ def reassembly_steps(placement: torch.Tensor, confidence: Optional[torch.Tensor]
         frames.append(torch.tensor(at))
         moved.append(target)
     return torch.stack(frames), torch.tensor(moved, dtype=torch.long)
+
+
+def jigsaw_checkpoints() -> list[str]:
+    """Names of the checkpoints in the model picker (``vitviz.models.list_models``) that have a jigsaw head."""
+    names = []
+    for entry in list_models():
+        if entry.source != "checkpoint":
+            continue
+        path = next((d / f"{entry.ref}.safetensors" for d in checkpoint_dirs()
+                     if (d / f"{entry.ref}.safetensors").is_file()), None)
+        try:
+            if path is not None and read_sidecar(path).get("jigsaw"):
+                names.append(entry.ref)
+        except ValueError:  # an unreadable sidecar: the picker lists it, but it is not a jigsaw model
+            continue
+    return names

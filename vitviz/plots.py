@@ -11,6 +11,10 @@ import torch
 
 __all__ = [
     "PLOTLY_CONFIG",
+    "confidence_overlay",
+    "jigsaw_scores",
+    "patch_panels",
+    "reassembly_animation",
     "image_with_grid",
     "embedding_filters",
     "patch_vector",
@@ -192,3 +196,147 @@ def similarity_map(row: torch.Tensor, grid_size: tuple[int, int], query: tuple[i
                              marker=dict(symbol="x", size=12, color="black")))
     fig.update_layout(title=title or f"Similarity of position {query} with every position")
     return _square_axes(fig, height)
+
+
+# --- Jigsaw ---------------------------------------------------------------------------------------
+
+_WRONG = "#ff1744"  # outline of a misplaced patch
+_MOVED = "#00e5ff"  # outline of the patch a step just moved
+
+
+def _patch_rect(index: int, cols: int, patch_size: int) -> dict[str, float]:
+    r, c = divmod(int(index), cols)
+    return dict(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
+                y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5)
+
+
+def _patch_hover(rows: int, cols: int, patch_size: int, text: Sequence[str], xaxis: str = "x",
+                 yaxis: str = "y") -> go.Scatter:
+    """Invisible markers at patch centres carrying one hover text per patch (raster order)."""
+    centre_r, centre_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return go.Scatter(x=(centre_c.ravel() + 0.5) * patch_size - 0.5, y=(centre_r.ravel() + 0.5) * patch_size - 0.5,
+                      mode="markers", marker=dict(size=max(4, 240 // max(rows, cols)), opacity=0.01, symbol="square"),
+                      text=list(text), hovertemplate="%{text}<extra></extra>", showlegend=False,
+                      xaxis=xaxis, yaxis=yaxis)
+
+
+def patch_panels(
+    images: Sequence[torch.Tensor | np.ndarray],
+    titles: Sequence[str],
+    patch_size: int,
+    outlines: Optional[Sequence[Sequence[int]]] = None,
+    hover: Optional[Sequence[Sequence[str]]] = None,
+    outline_colour: str = _WRONG,
+    title: str = "",
+    height: int = 340,
+) -> go.Figure:
+    """Images side by side (e.g. original, shuffled, reassembled), patches outlined per panel.
+
+    Args:
+        images: each ``[3, H, W]`` in [0, 1], all the same size.
+        titles: one per image.
+        outlines: per image, the patch indices (raster order) to outline, e.g. the misplaced ones.
+        hover: per image, one text per patch.
+    """
+    from plotly.subplots import make_subplots
+
+    count = len(images)
+    fig = make_subplots(rows=1, cols=count, subplot_titles=list(titles), horizontal_spacing=0.02)
+    for col, image in enumerate(images, start=1):
+        pixels = _to_uint8(image)
+        rows, cols = pixels.shape[0] // patch_size, pixels.shape[1] // patch_size
+        fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=col)
+        if hover is not None:
+            suffix = "" if col == 1 else str(col)
+            fig.add_trace(_patch_hover(rows, cols, patch_size, hover[col - 1], f"x{suffix}", f"y{suffix}"))
+        for index in (outlines[col - 1] if outlines is not None else ()):
+            fig.add_shape(**_patch_rect(index, cols, patch_size), line=dict(color=outline_colour, width=2),
+                          row=1, col=col)
+        fig.update_xaxes(visible=False, range=[-0.5, pixels.shape[1] - 0.5], constrain="domain", row=1, col=col)
+        fig.update_yaxes(visible=False, range=[pixels.shape[0] - 0.5, -0.5], constrain="domain",
+                         scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=60, b=0), plot_bgcolor="white")
+    return fig
+
+
+def confidence_overlay(
+    image: torch.Tensor | np.ndarray,
+    confidence: torch.Tensor,
+    patch_size: int,
+    wrong: Sequence[int] = (),
+    hover: Optional[Sequence[str]] = None,
+    title: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """Per-patch confidence ``[gh, gw]`` (a probability) over the image, misplaced patches outlined."""
+    pixels = _to_uint8(image)
+    z = confidence.detach().float().cpu().numpy()
+    rows, cols = z.shape
+    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=z, x0=(patch_size - 1) / 2, dx=patch_size, y0=(patch_size - 1) / 2, dy=patch_size,
+                             zmin=0, zmax=1, colorscale="Viridis", opacity=0.55, hoverinfo="skip",
+                             colorbar=dict(title="confidence")))
+    text = hover if hover is not None else [f"patch {i}: {v:.3f}" for i, v in enumerate(z.ravel())]
+    fig.add_trace(_patch_hover(rows, cols, patch_size, text))
+    for index in wrong:
+        fig.add_shape(**_patch_rect(index, cols, patch_size), line=dict(color=_WRONG, width=2))
+    fig.update_layout(title=title)
+    return _square_axes(fig, height)
+
+
+def jigsaw_scores(scores: dict[str, dict[str, float]], title: str = "", height: int = 320) -> go.Figure:
+    """Per-patch accuracy and exact puzzle (left, fractions) and mean displacement (right, in
+    patches) for each decoder; ``scores`` maps a decoder's name to ``vitviz.jigsaw.placement_metrics``."""
+    from plotly.subplots import make_subplots
+
+    names = list(scores)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
+                        subplot_titles=["Right placements (higher is better)", "Mean displacement (lower is better)"])
+    for key, label, colour in (("patch_acc", "per-patch accuracy", "#1f77b4"), ("puzzle_acc", "exact puzzle", "#2ca02c")):
+        values = [scores[n][key] for n in names]
+        fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=colour, text=[f"{v:.0%}" for v in values],
+                             hovertemplate=f"{label}, " + "%{x}: %{y:.3f}<extra></extra>"), row=1, col=1)
+    values = [scores[n]["displacement"] for n in names]
+    fig.add_trace(go.Bar(x=names, y=values, name="displacement", marker_color="#ff7f0e", showlegend=False,
+                         text=[f"{v:.2f}" for v in values],
+                         hovertemplate="mean displacement, %{x}: %{y:.3f} patches<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="patches", rangemode="tozero", row=1, col=2)
+    fig.update_layout(title=title, height=height, barmode="group", margin=dict(l=0, r=0, t=70, b=0),
+                      legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def reassembly_animation(
+    frames: torch.Tensor,
+    moved: Sequence[int],
+    patch_size: int,
+    title: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """The step-through as a plotly animation: frame 0 the shuffled image, frame s the image after
+    step s (``frames [S+1, 3, H, W]`` in [0, 1]), the patch each step placed outlined."""
+    cols = frames.shape[-1] // patch_size
+    images = [_to_uint8(frame) for frame in frames]
+
+    def shapes(step: int) -> list[dict]:
+        if step == 0:
+            return []
+        return [{**_patch_rect(moved[step - 1], cols, patch_size), "line": dict(color=_MOVED, width=3)}]
+
+    fig = go.Figure(go.Image(z=images[0], hoverinfo="skip"),
+                    frames=[go.Frame(data=[go.Image(z=z, hoverinfo="skip")], layout=dict(shapes=shapes(s)), name=str(s))
+                            for s, z in enumerate(images)])
+    play = dict(frame=dict(duration=350, redraw=True), transition=dict(duration=0), fromcurrent=True)
+    fig.update_layout(
+        title=title,
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.02, xanchor="left", yanchor="top",
+                          buttons=[dict(label="Play", method="animate", args=[None, play])])],
+        sliders=[dict(active=0, x=0.12, len=0.88, y=-0.02, currentvalue=dict(prefix="step "),
+                      steps=[dict(label=str(s), method="animate",
+                                  args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+                             for s in range(len(images))])],
+    )
+    fig = _square_axes(fig, height)
+    fig.update_layout(margin=dict(l=0, r=0, t=30, b=70))
+    return fig
