@@ -43,3 +43,57 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
     assert_no_exception(page)
     assert len(plot_layouts(page)) >= 3
     page.screenshot(path=str(output_dir / "positions.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def jigsaw_app(tmp_path_factory, output_dir):
+    """The app with a jigsaw model in the picker: ``starter-jigsaw`` when installed, else a tiny one."""
+    from conftest import REPO, AppServer
+
+    if (REPO / "models" / "starter-jigsaw.safetensors").exists():
+        name, env = "starter-jigsaw", {}
+    else:
+        import torch
+
+        from vitviz.models import create_vit, save_checkpoint
+
+        folder = tmp_path_factory.mktemp("models")
+        arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0, pos_embed="none")
+        torch.manual_seed(0)
+        save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), folder / "tiny-jigsaw",
+                        dict(name="tiny-jigsaw", kind="jigsaw", architecture=arch, jigsaw=dict(grid=[4, 4])))
+        name, env = "tiny-jigsaw", {"VITVIZ_MODELS": str(folder)}
+    server = AppServer(output_dir / "streamlit-jigsaw-server.log", env=env)
+    yield server, name
+    server.stop()
+    assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"
+
+
+def test_jigsaw_view_reassembles_an_uploaded_image(browser, jigsaw_app, uploaded_png, output_dir):
+    server, model_name = jigsaw_app
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(server.url)
+        wait_idle(page)
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name=f"{model_name} (jigsaw)").click()
+        wait_idle(page)
+        upload_image(page, uploaded_png)
+        open_view(page, "Jigsaw")
+        page.wait_for_selector('.js-plotly-plot .gtitle:has-text("put back by the model")')
+        wait_idle(page)
+        assert_no_exception(page)
+        assert "red-square.png" in page.locator("main").inner_text()
+        reassembly = page.locator(".js-plotly-plot").filter(has_text="put back by the model").first
+        # original, shuffled, argmax and Hungarian reassemblies, each drawn as an image with its title
+        assert reassembly.locator(".imagelayer image").count() == 4
+        panel_titles = reassembly.locator(".annotation-text").all_text_contents()  # SVG text has no inner text
+        assert panel_titles[:2] == ["Original", "Shuffled"]
+        assert panel_titles[2].startswith("argmax: ") and panel_titles[3].startswith("Hungarian: ")
+        titles = " ".join(layout["title"] for layout in plot_layouts(page))
+        assert "This puzzle" in titles and "How sure the model is" in titles
+        page.screenshot(path=str(output_dir / "jigsaw.png"), full_page=True)
+    finally:
+        context.close()

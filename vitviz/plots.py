@@ -291,7 +291,7 @@ def jigsaw_scores(scores: dict[str, dict[str, float]], title: str = "", height: 
 
     names = list(scores)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
-                        subplot_titles=["Right placements (higher is better)", "Mean displacement (lower is better)"])
+                        subplot_titles=["Placed right (higher is better)", "Displacement (lower is better)"])
     for key, label, colour in (("patch_acc", "per-patch accuracy", "#1f77b4"), ("puzzle_acc", "exact puzzle", "#2ca02c")):
         values = [scores[n][key] for n in names]
         fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=colour, text=[f"{v:.0%}" for v in values],
