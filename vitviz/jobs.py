@@ -2,20 +2,22 @@
 
 Layout of the jobs root (``$VITVIZ_JOBS``, default ``<repo>/jobs/``)::
 
-    models/              the checkpoints jobs write; vitviz.models.checkpoint_dirs() lists this folder
+    models/              the checkpoints of ended jobs; vitviz.models.checkpoint_dirs() lists this folder
     .lock                held (flock) while a process changes a job's status or starts a job
     <job id>/
         spec.json        the validated JobSpec and the exact command line
         status.json      state, process ids, times, exit code, error, cancel requests
         log.txt          the training process's stdout and stderr
+        out/             the CLI's --out-dir: the best checkpoint so far, moved to models/ when the job ends
         run/<name>/      the CLI's --run-dir: metrics.jsonl, last checkpoint, resume state
 
 How the queue moves. ``JobRunner.submit`` validates a spec, writes the job's folder as ``queued`` and
 calls ``advance``, which starts the oldest queued job of every device that has none running. Starting
 a job launches a supervisor, ``python -m vitviz.jobs <job folder>``, in a session of its own, so it
 outlives the app (and a Ctrl-C to it). The supervisor runs ``python -m training ...`` with its output
-in log.txt, waits for it, writes the exit record (finished, failed or cancelled; exit code; time) and
-then calls ``advance`` itself: the next job starts when one ends, whether or not any page is open.
+in log.txt, waits for it, moves its checkpoint into models/ (so the model picker only ever lists
+weights that no longer change), writes the exit record (finished, failed or cancelled; exit code;
+time) and then calls ``advance`` itself: the next job starts when one ends, whether or not any page is open.
 Every runner also calls ``advance`` when it lists jobs, so a supervisor that died (an OOM kill, a
 reboot) cannot stall the queue: a running job whose processes are all gone without an exit record
 is marked failed ("lost"). Every status change happens under the root's lock, so two app sessions,
@@ -151,6 +153,7 @@ class Job:
     ended: Optional[float]
     exit_code: Optional[int]
     error: str  # why it failed, in one line; "" otherwise
+    note: str  # anything else the user should know about how it ended; usually ""
     cancel_requests: int
     place: Optional[int] = None  # a queued job's place on its device: 1 = next
 
@@ -160,7 +163,7 @@ class Job:
 
     @property
     def checkpoint(self) -> Path:
-        """Where the job writes its best weights (and their sidecar beside them)."""
+        """Where the job's best weights (and their sidecar beside them) are once it has ended."""
         return self.folder.parent / "models" / f"{self.spec.name}.safetensors"
 
     @property
@@ -232,7 +235,7 @@ class JobRunner:
                 raise JobSpecError("name", f"checkpoint name {spec.name!r} is already used by job {taken[0].id} "
                                            f"({taken[0].state}); choose another name")
             folder.mkdir(parents=True)
-            command = _command(spec, folder, self.models_dir)
+            command = _command(spec, folder)
             _write_json(folder / "spec.json", {"spec": asdict(spec), "command": command})
             _write_json(folder / "status.json", {"state": "queued", "created": time.time(), "cancel_requests": 0})
             self._advance()
@@ -285,7 +288,7 @@ class JobRunner:
                 busy.add(_device_key(job.spec.device))
             else:
                 tail = _tail(job.log_path, 1)
-                status.update(state="failed", ended=time.time(),
+                status.update(state="failed", ended=time.time(), note=_publish(job.folder, job.spec.name),
                               error="lost: its processes ended without recording an exit status"
                                     + (f"; last log line: {tail[0]}" if tail else ""))
                 _write_json(job.folder / "status.json", status)
@@ -425,10 +428,10 @@ def _validate_data(data: str, task: Task) -> str:
     return data
 
 
-def _command(spec: JobSpec, folder: Path, out_dir: Path) -> list[str]:
-    """The training command line of a validated spec; every written path is inside ``out_dir`` or ``folder``."""
+def _command(spec: JobSpec, folder: Path) -> list[str]:
+    """The training command line of a validated spec; every path it writes is inside the job's ``folder``."""
     command = [sys.executable, "-m", "training", spec.task, "--name", spec.name, "--data", spec.data,
-               "--out-dir", str(out_dir), "--run-dir", str(folder / "run"),
+               "--out-dir", str(folder / "out"), "--run-dir", str(folder / "run"),
                "--image-size", str(spec.image_size), "--patch-size", str(spec.patch_size),
                "--steps", str(spec.steps), "--batch-size", str(spec.batch_size), "--lr", repr(float(spec.lr)),
                "--seed", str(spec.seed), "--device", spec.device, "--eval-images", str(spec.eval_images),
@@ -461,6 +464,7 @@ def _read_job(folder: Path) -> Job:
         ended=status.get("ended"),
         exit_code=status.get("exit_code"),
         error=status.get("error", ""),
+        note=status.get("note", ""),
         cancel_requests=status.get("cancel_requests", 0),
     )
 
@@ -549,8 +553,9 @@ def _supervise(folder: Path) -> None:
     if process is not None:
         code = process.wait()
         with runner._locked():
+            note = _publish(folder, _read_json(folder / "spec.json")["spec"]["name"])
             status = _read_json(folder / "status.json")
-            status.update(ended=time.time(), exit_code=code)
+            status.update(ended=time.time(), exit_code=code, note=note)
             if code == 0:
                 status["state"] = "finished"
             elif status.get("cancel_requests"):
@@ -559,6 +564,23 @@ def _supervise(folder: Path) -> None:
                 status.update(state="failed", error=_failure(code, folder / "log.txt"))
             _write_json(folder / "status.json", status)
     runner.advance()
+
+
+def _publish(folder: Path, name: str) -> str:
+    """Move the job's checkpoint into the models folder, weights first (as ``save_checkpoint`` writes them).
+
+    Returns a note for the user when the checkpoint has to stay where it is ("" otherwise).
+    """
+    weights = folder / "out" / f"{name}.safetensors"
+    target = models_dir(folder.parent) / weights.name
+    if not weights.is_file():
+        return ""
+    if target.exists():  # validation refused the name, so someone put a file there while the job ran
+        return f"{target} appeared while the job ran; the new checkpoint stays at {weights}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(weights, target)
+    os.replace(weights.with_suffix(".json"), target.with_suffix(".json"))
+    return ""
 
 
 def _failure(code: int, log: Path) -> str:
