@@ -1,0 +1,109 @@
+"""What the Attention view costs: capture, rollout and the gradient methods against a plain forward.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/attention.py [--repeats 9] [--device cpu]
+
+Batch 1, on the CPU and on CUDA when there is one, for ``vit_base_patch16_224`` (random weights)
+and the starter checkpoint ``models/starter-shapes.safetensors`` when it exists. Each figure is the
+median of ``--repeats`` timed runs after two warm-up runs; the methods are interleaved within a
+repeat so that load from other processes falls on all of them alike.
+Aims: capture / forward <= 1.15 and relevance / forward <= 3.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vitviz.attention import capture, grad_rollout, relevance, rollout  # noqa: E402
+from vitviz.models import BUNDLED_MODELS_DIR, load_model  # noqa: E402
+
+STARTER = "starter-shapes"
+CAPTURE_AIM, RELEVANCE_AIM = 1.15, 3.5
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def run(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+    return run
+
+
+def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds of each method on one random model-ready image."""
+    model = model.to(device).eval()
+    height, width = model.patch_embed.img_size
+    images = torch.randn(1, 3, height, width, device=device)
+    _, attentions = capture(model, images)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(images)
+
+    methods = {
+        "forward": forward,
+        "capture": lambda: capture(model, images),
+        "rollout": lambda: rollout(attentions),
+        "rollout_discard": lambda: rollout(attentions, head_fusion="max", discard_ratio=0.9),
+        "grad_rollout": lambda: grad_rollout(model, images, 0),
+        "relevance": lambda: relevance(model, images, 0),
+    }
+    timed = _timer(device)
+    for _ in range(2):
+        for fn in methods.values():
+            fn()
+    samples: dict[str, list[float]] = {key: [] for key in methods}
+    for _ in range(repeats):
+        for key, fn in methods.items():
+            samples[key].append(timed(fn))
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def _models() -> list[tuple[str, Callable[[], torch.nn.Module]]]:
+    import timm
+
+    models = [("vit_base_patch16_224", lambda: timm.create_model("vit_base_patch16_224", pretrained=False))]
+    if (BUNDLED_MODELS_DIR / f"{STARTER}.safetensors").exists():
+        models.append((STARTER, lambda: load_model(STARTER, device="cpu")))
+    else:
+        print(f"note: {BUNDLED_MODELS_DIR / STARTER}.safetensors is not there yet; the starter model is skipped")
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs per method (median reported)")
+    parser.add_argument("--device", action="append", help="cpu, cuda, ... (default: cpu, and cuda when available)")
+    args = parser.parse_args()
+    devices = [torch.device(d) for d in (args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])]
+
+    header = (f"{'model':<22} {'device':<6} {'forward ms':>10} {'capture ms':>10} {'capture/fwd':>11} "
+              f"{'rollout ms':>10} {'roll+disc ms':>12} {'grad-roll/fwd':>13} {'relevance ms':>12} {'relev/fwd':>9}")
+    print(header)
+    for name, build in _models():
+        model = build()
+        for device in devices:
+            t = bench_model(name, model, device, args.repeats)
+            ms = {key: 1000 * value for key, value in t.items()}
+            print(f"{name:<22} {device.type:<6} {ms['forward']:>10.1f} {ms['capture']:>10.1f} "
+                        f"{t['capture'] / t['forward']:>11.2f} {ms['rollout']:>10.2f} {ms['rollout_discard']:>12.2f} "
+                        f"{t['grad_rollout'] / t['forward']:>13.2f} {ms['relevance']:>12.1f} "
+                        f"{t['relevance'] / t['forward']:>9.2f}", flush=True)
+    print(f"\nbatch 1, median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads. "
+          f"Aims: capture/fwd <= {CAPTURE_AIM}, relevance/fwd <= {RELEVANCE_AIM}.")
+
+
+if __name__ == "__main__":
+    main()
