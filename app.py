@@ -10,7 +10,9 @@ page = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/patches.py", title="Patches", icon=":material/grid_on:"),
     st.Page("pages/positions.py", title="Positions", icon=":material/place:"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/jigsaw.py", title="Jigsaw", icon=":material/extension:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ])
 # The sidebar is drawn after navigation is built: widgets made before it miss browser uploads.
 draw_sidebar()

@@ -12,6 +12,7 @@ from vitviz.attention import (
     grad_rollout_matrix,
     mass_mask,
     mean_attention_distance,
+    mean_attention_distance_over,
     query_map,
     recorded_attention,
     relevance,
@@ -412,3 +413,12 @@ def test_a_pass_from_another_thread_is_not_recorded():
         assert recorded == []
         model(x)
         assert len(recorded) == 2
+
+
+def test_attention_distance_over_batches_weights_every_image_alike():
+    model = tiny_vit(**SHAPES["class token + 4 registers"])
+    x = images_for(model, batch=3)
+    per_image = torch.stack([mean_attention_distance(capture(model, x[i:i + 1])[1], (4, 4), 8, 5) for i in range(3)])
+    assert torch.allclose(mean_attention_distance_over(model, [x[:1], x[1:]]), per_image.mean(dim=0), atol=1e-5)
+    with pytest.raises(ValueError, match="no images"):
+        mean_attention_distance_over(model, [])

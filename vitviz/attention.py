@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Literal, Sequence, Union
+from typing import Iterable, Iterator, Literal, Sequence, Union
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ __all__ = [
     "grad_rollout_matrix",
     "mass_mask",
     "mean_attention_distance",
+    "mean_attention_distance_over",
     "query_map",
     "recorded_attention",
     "relevance",
@@ -266,6 +267,29 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_size: tuple
     patches = stack[..., num_prefix_tokens:, num_prefix_tokens:].float()  # (L, B, H, gh*gw, gh*gw)
     per_query = (patches * distance.to(patches.device)).sum(dim=-1)  # (L, B, H, gh*gw)
     return per_query.mean(dim=(1, 3))  # (L, H)
+
+
+def mean_attention_distance_over(model: nn.Module, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``mean_attention_distance`` averaged over many images, one ``capture`` per batch.
+
+    Args:
+        model: a timm ``VisionTransformer`` in eval mode.
+        batches: model-ready ``[B, 3, H, W]`` tensors on the model's device (sizes may differ
+            between batches for a model that takes several sizes).
+
+    Returns:
+        ``[L, H]`` in pixels, every image weighted alike.
+    """
+    total, count = None, 0
+    for images in batches:
+        _, attentions = capture(model, images)
+        distance = mean_attention_distance(attentions, _grid(model, images), int(model.patch_embed.patch_size[0]),
+                                           model.num_prefix_tokens)  # (L, H)
+        total = distance * len(images) if total is None else total + distance * len(images)
+        count += len(images)
+    if total is None:
+        raise ValueError("no images given")
+    return total / count
 
 
 def mass_mask(maps: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -12,6 +12,11 @@ import torch
 __all__ = [
     "PLOTLY_CONFIG",
     "attention_comparison",
+    "attention_distance",
+    "attention_overlay",
+    "head_grid",
+    "mask_overlay",
+    "predictions",
     "confidence_overlay",
     "jigsaw_scores",
     "patch_panels",
@@ -198,6 +203,143 @@ def similarity_map(row: torch.Tensor, grid_size: tuple[int, int], query: tuple[i
                              marker=dict(symbol="x", size=12, color="black")))
     fig.update_layout(title=title or f"Similarity of position {query} with every position")
     return _square_axes(fig, height)
+
+
+# --- Attention ------------------------------------------------------------------------------------
+
+_HEAT_SCALE = "Inferno"
+
+
+def _patch_markers(rows: int, cols: int, patch_size: int, hover: Sequence[str]) -> go.Scatter:
+    """Invisible markers at patch centres, in patch order: a click reports the patch as its point index."""
+    centre_r, centre_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return go.Scatter(
+        x=(centre_c.ravel() + 0.5) * patch_size - 0.5,
+        y=(centre_r.ravel() + 0.5) * patch_size - 0.5,
+        mode="markers",
+        marker=dict(size=max(4, 360 // max(rows, cols)), opacity=0.01, color="white", symbol="square"),
+        text=list(hover),
+        hovertemplate="%{text}<extra></extra>",
+        name="patches",
+        showlegend=False,
+    )
+
+
+def _outline_patch(fig: go.Figure, index: int, cols: int, patch_size: int) -> None:
+    r, c = divmod(int(index), cols)
+    fig.add_shape(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
+                  y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5, line=dict(color="#00e5ff", width=3))
+
+
+def attention_overlay(
+    image: torch.Tensor | np.ndarray,
+    heat: torch.Tensor,
+    patch_size: int,
+    title: str = "",
+    selected: Optional[int] = None,
+    colorbar_title: str = "attention",
+    opacity: float = 0.6,
+    height: int = 480,
+) -> go.Figure:
+    """A map over the patch grid drawn on the image, with its colour scale; a click selects a patch.
+
+    Args:
+        image: ``[3, H, W]`` in [0, 1], the image as the model sees it.
+        heat: ``[gh, gw]`` non-negative values, one per patch; the scale runs from 0 to its maximum.
+        selected: a patch index (raster order) to outline, e.g. the query.
+    """
+    pixels = _to_uint8(image)
+    z = heat.detach().float().cpu().numpy()
+    rows, cols = z.shape
+    top = float(z.max()) if z.size and float(z.max()) > 0 else 1.0
+    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=z, x0=(patch_size - 1) / 2, dx=patch_size, y0=(patch_size - 1) / 2, dy=patch_size,
+                             zmin=0, zmax=top, colorscale=_HEAT_SCALE, opacity=opacity, hoverinfo="skip",
+                             colorbar=dict(title=colorbar_title)))
+    hover = [f"patch {i} (row {i // cols}, col {i % cols}): {v:.4g}" for i, v in enumerate(z.ravel())]
+    fig.add_trace(_patch_markers(rows, cols, patch_size, hover))
+    if selected is not None:
+        _outline_patch(fig, selected, cols, patch_size)
+    fig.update_layout(title=title, clickmode="event+select", dragmode=False)
+    return _square_axes(fig, height)
+
+
+def head_grid(maps: torch.Tensor, title: str = "", per_row: int = 6, height_per_row: int = 170) -> go.Figure:
+    """Every head's map ``[H, gh, gw]`` as small heatmaps sharing one colour scale (0 to the largest value)."""
+    from plotly.subplots import make_subplots
+
+    z = maps.detach().float().cpu().numpy()
+    heads = z.shape[0]
+    cols = min(per_row, heads)
+    rows = (heads + cols - 1) // cols
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h + 1}" for h in range(heads)],
+                        horizontal_spacing=0.02, vertical_spacing=0.3 / rows)
+    top = float(z.max()) if float(z.max()) > 0 else 1.0
+    for h in range(heads):
+        fig.add_trace(go.Heatmap(z=z[h], coloraxis="coloraxis",
+                                 hovertemplate=f"head {h + 1}, " + "row %{y}, col %{x}: %{z:.4g}<extra></extra>"),
+                      row=h // cols + 1, col=h % cols + 1)
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    for i in range(2, heads + 1):  # keep each panel square
+        fig.update_yaxes(scaleanchor=f"x{i}", row=(i - 1) // cols + 1, col=(i - 1) % cols + 1)
+    fig.update_layout(title=title, height=60 + rows * height_per_row, margin=dict(l=0, r=0, t=60, b=0),
+                      coloraxis=dict(colorscale=_HEAT_SCALE, cmin=0, cmax=top, colorbar=dict(title="attention")))
+    return fig
+
+
+def mask_overlay(image: torch.Tensor | np.ndarray, keep: torch.Tensor, patch_size: int, title: str = "",
+                 height: int = 480) -> go.Figure:
+    """The image with the patches outside a mask ``[gh, gw]`` (bool) darkened."""
+    pixels = _to_uint8(image).astype(np.float32)
+    mask = keep.detach().cpu().numpy().astype(bool)
+    rows, cols = mask.shape
+    full = mask.repeat(patch_size, axis=0).repeat(patch_size, axis=1)[: pixels.shape[0], : pixels.shape[1]]
+    pixels[~full] *= 0.2
+    fig = go.Figure(go.Image(z=np.rint(pixels).astype(np.uint8), hoverinfo="skip"))
+    hover = [f"patch {i} (row {i // cols}, col {i % cols}): {'kept' if k else 'dropped'}" for i, k in enumerate(mask.ravel())]
+    fig.add_trace(_patch_markers(rows, cols, patch_size, hover))
+    fig.update_layout(title=title, dragmode=False)
+    return _square_axes(fig, height)
+
+
+def attention_distance(distance: torch.Tensor, reference: Optional[torch.Tensor] = None,
+                       reference_label: str = "dataset mean", height: int = 380) -> go.Figure:
+    """Mean attention distance ``[L, H]`` in pixels, one dot per head against depth (Dosovitskiy et al. Fig. 7 right).
+
+    ``reference`` (same shape), when given, is drawn beside it, e.g. the mean over a dataset.
+    """
+    fig = go.Figure()
+    series = [("this image", distance, "#1f77b4", -0.12)]
+    if reference is not None:
+        series.append((reference_label, reference, "#ff7f0e", 0.12))
+    for label, values, colour, shift in series:
+        v = values.detach().float().cpu().numpy()
+        layers, heads = v.shape
+        layer_index = np.repeat(np.arange(1, layers + 1), heads)
+        head_index = np.tile(np.arange(1, heads + 1), layers)
+        fig.add_trace(go.Scatter(
+            x=layer_index + shift, y=v.ravel(), mode="markers", name=label, marker=dict(color=colour, size=7, opacity=0.8),
+            customdata=np.stack([layer_index, head_index], axis=1),
+            hovertemplate=f"{label}<br>" + "layer %{customdata[0]}, head %{customdata[1]}: %{y:.1f} px<extra></extra>",
+        ))
+    fig.update_layout(title="Mean attention distance per head", xaxis_title="layer (network depth)",
+                      yaxis_title="mean attention distance (pixels)", height=height, margin=dict(l=0, r=0, t=40, b=0),
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_xaxes(dtick=1)
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def predictions(probabilities: torch.Tensor, labels: Sequence[str], title: str = "Top predictions",
+                height: int = 260) -> go.Figure:
+    """Horizontal bars of class probabilities ``[k]``, most probable on top."""
+    p = probabilities.detach().float().cpu().numpy()
+    fig = go.Figure(go.Bar(x=p, y=list(labels), orientation="h", marker_color="#1f77b4",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=40, b=0), xaxis=dict(title="probability",
+                      tickformat=".2~%", rangemode="tozero"), yaxis=dict(autorange="reversed"))
+    return fig
 
 
 # --- Jigsaw ---------------------------------------------------------------------------------------

@@ -1,0 +1,198 @@
+"""Attention: where each layer and head looks, rollout, gradient rollout and relevance, attention distance."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import streamlit as st
+import torch
+
+import ui
+from vitviz import attention, plots
+from vitviz.images import fit_to_model, to_tensor
+from vitviz.models import ModelCard, normalize
+from vitviz.samples import PHOTO_NAMES, load_sample
+
+PATCH = "A patch (click the image)"
+Query = Union[int, Literal["patches"]]
+
+
+# One forward pass per (model, image); every slider and click below reuses it.
+@st.cache_data(max_entries=8, show_spinner="Running the model…")
+def cached_capture(_model: torch.nn.Module, model_ref: str, image_key: str,
+                   _inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    logits, attentions = attention.capture(_model, _inputs)
+    return logits.cpu(), [a.cpu() for a in attentions]  # (1, C), L x (1, H, N, N)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_rollout(model_ref: str, image_key: str, head_fusion: str, discard_ratio: float, start_layer: int,
+                   _attentions: list[torch.Tensor]) -> torch.Tensor:
+    return attention.rollout(_attentions, head_fusion, discard_ratio, start_layer)  # (1, N, N)
+
+
+# One backward pass per (model, image, class, discard ratio); relevance and gradient rollout share it.
+@st.cache_data(max_entries=32, show_spinner="One backward pass for this class…")
+def cached_gradient_maps(_model: torch.nn.Module, model_ref: str, image_key: str, target: int, discard_ratio: float,
+                         _inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _, attentions, gradients = attention.attention_gradients(_model, _inputs, target)
+    card = _model.card
+    grid, prefix, has_cls = tuple(card.grid_size), card.num_prefix_tokens, card.has_class_token
+    rolled = attention.class_map(attention.grad_rollout_matrix(attentions, gradients, discard_ratio), grid, prefix, has_cls)
+    relevant = attention.class_map(attention.relevance_matrix(attentions, gradients), grid, prefix, has_cls)
+    return rolled[0].cpu(), relevant[0].cpu()  # (gh, gw) each
+
+
+@st.cache_data(max_entries=4, show_spinner=f"Running the model on the {len(PHOTO_NAMES)} sample photos…")
+def cached_sample_distance(_model: torch.nn.Module, model_ref: str) -> torch.Tensor:
+    card = _model.card
+    device = next(_model.parameters()).device
+    batches = (normalize(to_tensor(fit_to_model(load_sample(name), card.image_size)).unsqueeze(0).to(device), _model)
+               for name in PHOTO_NAMES)
+    return attention.mean_attention_distance_over(_model, batches).cpu()  # (L, H)
+
+
+def attention_controls(card: ModelCard) -> tuple[int, int, Query]:
+    """Layer (0-based), head (0 for the mean of heads, else 1-based) and query token for the maps below."""
+    gh, gw = card.grid_size
+    whole = "Class token" if card.has_class_token else "Mean of the patch queries"
+    if "att_query_kind" not in st.session_state:
+        st.session_state.att_query_kind = whole
+        st.session_state.att_patch = (gh // 2) * gw + gw // 2
+    # Another model may have a smaller grid, fewer layers or heads than the values kept from the last one.
+    if st.session_state.get("att_patch", 0) >= gh * gw:
+        st.session_state.att_patch = (gh // 2) * gw + gw // 2
+    for key, largest in (("att_layer", card.depth), ("att_start", card.depth), ("att_head", card.num_heads)):
+        if st.session_state.get(key, 0) > largest:
+            st.session_state[key] = largest
+    if "att_pending_patch" in st.session_state:  # a click on the image, applied before the widgets exist
+        st.session_state.att_patch = st.session_state.pop("att_pending_patch")
+        st.session_state.att_query_kind = PATCH
+    layer = st.slider("Layer", 1, card.depth, value=card.depth, key="att_layer") - 1
+    head = st.selectbox("Head", range(card.num_heads + 1), key="att_head",
+                        format_func=lambda h: "mean of all heads" if h == 0 else f"head {h}")
+    kind = st.radio("Query", [whole, PATCH], key="att_query_kind", horizontal=True,
+                    help="Whose attention is shown: each row of an attention matrix is one query token's.")
+    patch = st.number_input("Query patch (raster order)", 0, gh * gw - 1, key="att_patch", disabled=kind != PATCH)
+    if kind == PATCH:
+        return layer, head, card.num_prefix_tokens + int(patch)
+    return layer, head, 0 if card.has_class_token else "patches"
+
+
+def query_name(query: Query, card: ModelCard) -> str:
+    if query == "patches":
+        return "the patch queries (mean)"
+    if query == 0 and card.has_class_token:
+        return "the class token"
+    return f"patch {query - card.num_prefix_tokens}"
+
+
+st.title("Attention")
+ctx = ui.current()
+card, model = ctx.card, ctx.model
+gh, gw = card.grid_size
+prefix = card.num_prefix_tokens
+image = ctx.pixels[0]
+logits, attentions = cached_capture(model, ctx.model_ref, ctx.image_key, ctx.inputs)
+st.caption(f"{ctx.image_label}: {card.depth} layers x {card.num_heads} heads, each a {prefix + gh * gw}x{prefix + gh * gw} "
+           f"matrix over {prefix} prefix token(s) and {gh}x{gw} patches. Maps show a query's attention to the patches; "
+           "its attention to the prefix tokens is left out, not renormalised away.")
+
+left, right = st.columns([3, 2])
+with right:
+    layer, head, query = attention_controls(card)
+    if card.num_classes:
+        probabilities, classes = attention.top_predictions(logits, k=5)
+        labels = [f"{card.class_names[c]} ({c})" for c in classes[0].tolist()]
+        ui.show_figure(plots.predictions(probabilities[0], labels), "top-predictions",
+                       {"class": classes[0], "probability": probabilities[0]})
+    else:
+        st.info(f"**{card.name}** has no classification head: no predictions, and no class to explain below.")
+with left:
+    per_head = attention.query_map(attentions[layer][0], query, (gh, gw), prefix)  # (H, gh, gw)
+    shown = per_head.mean(dim=0) if head == 0 else per_head[head - 1]  # (gh, gw)
+    head_text = "mean of heads" if head == 0 else f"head {head}"
+    selected = query - prefix if query != "patches" and query >= prefix else None  # the query patch, outlined
+    event = ui.show_figure(
+        plots.attention_overlay(image, shown, card.patch_size, selected=selected,
+                                title=f"Layer {layer + 1}, {head_text}: attention of {query_name(query, card)}"),
+        "attention-query", {"attention": shown}, key="att-map", on_select="rerun")
+    clicked = ui.new_click(event, "att_clicked")  # the markers are laid out in patch order
+    if clicked is not None:
+        st.session_state.att_pending_patch = clicked
+        st.rerun()
+    rows = attentions[layer][0, :, prefix:, :] if query == "patches" else attentions[layer][0, :, query:query + 1, :]
+    on_prefix = rows[..., :prefix].sum(dim=-1).mean(dim=-1)  # (H,)
+    on_prefix = on_prefix.mean() if head == 0 else on_prefix[head - 1]
+    if prefix:
+        st.caption(f"Share of this attention on the prefix token(s), left out of the map: {on_prefix:.1%}.")
+
+st.subheader(f"All heads of layer {layer + 1}")
+ui.show_figure(plots.head_grid(per_head, title=f"Attention of {query_name(query, card)}, one panel per head"),
+               f"attention-heads-layer{layer + 1}", {"attention": per_head})
+
+st.subheader("Attention rollout")
+st.caption("Abnar & Zuidema (2020): follow attention through the layers, adding the identity for the residual "
+           "connection and renormalising each row, then multiply the layers' matrices.")
+c1, c2, c3 = st.columns(3)
+fusion = c1.selectbox("Head fusion", ["mean", "max", "min"], key="att_fusion")
+discard = c2.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard",
+                    help="Zero this fraction of the smallest entries of each fused matrix (never the class token on itself).")
+start = c3.slider("Start layer", 1, card.depth, 1, key="att_start") - 1
+rolled = cached_rollout(ctx.model_ref, ctx.image_key, fusion, discard, start, attentions)
+rollout_map = attention.query_map(rolled, query, (gh, gw), prefix)[0]  # (gh, gw)
+ui.show_figure(plots.attention_overlay(image, rollout_map, card.patch_size, selected=selected, colorbar_title="rollout",
+                                       title=f"Rollout of {query_name(query, card)}, layers {start + 1}-{card.depth}, "
+                                             f"{fusion} of heads, discard {discard:.0%}"),
+               "attention-rollout", {"rollout": rollout_map})
+
+grad_map = relevance_map = None
+st.subheader("For one class: gradient rollout and relevance")
+if card.num_classes:
+    st.caption("Both weight each head's attention by the gradient of the class score, so they show evidence for "
+               "this class rather than attention in general. Gradient rollout (Gildenblat) rolls out the positive part "
+               "of the gradient-weighted attention; relevance (Chefer et al. 2021) accumulates it along the residual stream.")
+    probability = logits[0].softmax(dim=-1)  # (C,)
+    target = st.selectbox("Class", probability.argsort(descending=True).tolist(), key="att_class",
+                          format_func=lambda c: f"{card.class_names[c]} ({c}), p = {probability[c]:.1%}")
+    grad_discard = st.slider("Gradient rollout discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_grad_discard")
+    grad_map, relevance_map = cached_gradient_maps(model, ctx.model_ref, ctx.image_key, int(target), grad_discard,
+                                                   ctx.inputs)
+    g1, g2 = st.columns(2)
+    with g1:
+        ui.show_figure(plots.attention_overlay(image, grad_map, card.patch_size, colorbar_title="grad. rollout",
+                                               title=f"Gradient rollout: {card.class_names[target]}", height=400),
+                       "gradient-rollout", {"gradient_rollout": grad_map})
+    with g2:
+        ui.show_figure(plots.attention_overlay(image, relevance_map, card.patch_size, colorbar_title="relevance",
+                                               title=f"Relevance: {card.class_names[target]}", height=400),
+                       "relevance", {"relevance": relevance_map})
+else:
+    st.info("This model has no classification head, so there is no class score to take gradients of.")
+
+st.subheader("Mass threshold")
+st.caption("As DINO's visualize_attention.py: keep the smallest set of patches that holds a fraction t of a map's mass.")
+maps = {f"Attention (layer {layer + 1}, {head_text})": shown, "Rollout": rollout_map}
+if grad_map is not None:
+    maps.update({"Gradient rollout": grad_map, "Relevance": relevance_map})
+m1, m2 = st.columns(2)
+source = m1.selectbox("Map", list(maps), key="att_mask_source")
+fraction = m2.slider("t (fraction of the mass kept)", 0.05, 1.0, 0.6, 0.05, key="att_mask_t")
+keep = attention.mass_mask(maps[source], fraction)  # (gh, gw) bool
+ui.show_figure(plots.mask_overlay(image, keep, card.patch_size,
+                                  title=f"{source}: {int(keep.sum())} of {gh * gw} patches hold {fraction:.0%} of the mass"),
+               "mass-mask", {"kept": keep.int(), "map": maps[source]})
+
+st.subheader("How far each head looks")
+st.caption("Dosovitskiy et al. (2020, Fig. 7 right): in the lowest layers some heads already attend across most of the "
+           "image while others stay local, and the distance grows with depth, which a convolution's receptive field "
+           "cannot do in its early layers.")
+distance = attention.mean_attention_distance(attentions, (gh, gw), card.patch_size, prefix)  # (L, H)
+data = {"this_image_px": distance}
+reference = None
+if st.checkbox(f"Also average over the {len(PHOTO_NAMES)} bundled sample photos "
+               f"({len(PHOTO_NAMES)} forward passes, once per model)", key="att_distance_samples"):
+    reference = cached_sample_distance(model, ctx.model_ref)
+    data["sample_photos_px"] = reference
+ui.show_figure(plots.attention_distance(distance, reference, reference_label="sample photos (mean)"),
+               "attention-distance", data)

@@ -1,0 +1,117 @@
+"""The Attention view driven as a user drives it (AppTest, no browser)."""
+
+import pytest
+import streamlit as st
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from apptest import chart_specs, chart_titles, open_page
+from vitviz.attention import capture, query_map
+from vitviz.images import fit_to_model, to_tensor
+from vitviz.models import normalize
+from vitviz.samples import load_sample
+
+MODEL = "vit_tiny_patch16_224"
+PATCH = "A patch (click the image)"
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """Every forward pass of any timm ViT while the test runs."""
+    calls = []
+    original = VisionTransformer.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VisionTransformer, "forward", counting)
+    st.cache_data.clear()
+    return calls
+
+
+def reference_attentions(model, sample: str):
+    """The attentions of the very model the page ran (timm ViTs without cached weights are random)."""
+    inputs = normalize(to_tensor(fit_to_model(load_sample(sample), (224, 224))).unsqueeze(0), model)
+    return capture(model, inputs)[1]
+
+
+def overlay_heat(at, title_start: str) -> torch.Tensor:
+    for spec in chart_specs(at):
+        if (spec["layout"].get("title") or {}).get("text", "").startswith(title_start):
+            return torch.tensor(spec["data"][1]["z"])
+    raise AssertionError(f"no chart titled {title_start!r} in {chart_titles(at)}")
+
+
+def test_one_forward_pass_serves_every_query_layer_and_head(forward_calls):
+    at = open_page("attention", model=MODEL, sample="coffee")
+    assert not at.exception and not at.error
+    # one capture, and one forward + backward for the gradient maps of the top class
+    assert len(forward_calls) == 2
+    attentions = reference_attentions(forward_calls[0], "coffee")
+    expected = query_map(attentions[11][0], 0, (14, 14)).mean(dim=0)  # last layer, class token, mean of heads
+    assert torch.allclose(overlay_heat(at, "Layer 12, mean of heads: attention of the class token"), expected, atol=1e-5)
+
+    forward_calls.clear()
+    # a click on patch 20: the chart's click handler stores the patch, the next run makes it the query
+    at.session_state["att_pending_patch"] = 20
+    at.run()
+    assert not at.exception
+    assert at.radio(key="att_query_kind").value == PATCH and at.number_input(key="att_patch").value == 20
+    expected = query_map(attentions[11][0], 1 + 20, (14, 14)).mean(dim=0)
+    assert torch.allclose(overlay_heat(at, "Layer 12, mean of heads: attention of patch 20"), expected, atol=1e-5)
+
+    at.slider(key="att_layer").set_value(3)
+    at.selectbox(key="att_head").set_value(2).run()
+    assert not at.exception
+    expected = query_map(attentions[2][0], 1 + 20, (14, 14))[1]  # layer 3, head 2
+    assert torch.allclose(overlay_heat(at, "Layer 3, head 2: attention of patch 20"), expected, atol=1e-5)
+    heads = [t["z"] for t in chart_specs(at)[2]["data"]]
+    assert len(heads) == 3 and torch.allclose(torch.tensor(heads[1]), expected, atol=1e-5)
+
+    at.slider(key="att_discard").set_value(0.5)
+    at.selectbox(key="att_fusion").set_value("max").run()
+    at.slider(key="att_mask_t").set_value(0.3).run()
+    assert not at.exception
+    assert any(t.startswith("Rollout of patch 20, layers 1-12, max of heads, discard 50%") for t in chart_titles(at))
+    assert forward_calls == []  # no slider or click ran the model again
+
+    top = at.selectbox(key="att_class").options
+    at.selectbox(key="att_class").set_value(int(top[1].split("(")[-1].split(")")[0])).run()
+    assert len(forward_calls) == 1  # a new class: one more forward and backward
+
+
+def test_the_mass_mask_keeps_the_patches_holding_t_of_the_map():
+    at = open_page("attention", model=MODEL, sample="chelsea")
+    at.slider(key="att_mask_t").set_value(0.5).run()
+    heat = overlay_heat(at, "Layer 12, mean of heads").flatten()
+    title = next(t for t in chart_titles(at) if "of the mass" in t)
+    kept = int(title.split(": ")[1].split(" of ")[0])
+    ranked = heat.sort(descending=True).values / heat.sum()
+    assert ranked[:kept].sum() >= 0.5 > ranked[:kept - 1].sum()
+
+
+@pytest.mark.parametrize("name,arch,query_label", [
+    ("tiny-avg-registers", dict(class_token=False, reg_tokens=2, global_pool="avg"), "Mean of the patch queries"),
+    ("tiny-headless", dict(reg_tokens=3, num_classes=0), "Class token"),
+])
+def test_models_without_a_class_token_or_a_head(tmp_path, monkeypatch, name, arch, query_label):
+    from vitviz.models import create_vit, save_checkpoint
+
+    arch = {**dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3), **arch}
+    save_checkpoint(create_vit(arch), tmp_path / name, dict(name=name, kind="classifier", architecture=arch,
+                                                             class_names=["a", "b", "c"][:arch["num_classes"]]))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("attention", model=name, sample="rocket")
+    assert not at.exception and not at.error
+    assert at.radio(key="att_query_kind").value == query_label
+    assert overlay_heat(at, "Layer 2").shape == (4, 4)
+    if arch["num_classes"] == 0:
+        assert any("no classification head" in i.value for i in at.info)
+        assert not any(t.startswith("Relevance") for t in chart_titles(at))
+    else:
+        assert any(t.startswith("Relevance: ") for t in chart_titles(at))
+    at.radio(key="att_query_kind").set_value(PATCH).run()
+    at.number_input(key="att_patch").set_value(0).run()
+    assert not at.exception
+    assert "attention of patch 0" in chart_titles(at)[0]
