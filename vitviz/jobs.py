@@ -224,6 +224,18 @@ class JobRunner:
         """The spec with its data path made absolute and its patch size settled, or ``JobSpecError``."""
         return _validate(spec, self.models_dir)
 
+    def suggest_name(self, base: str) -> str:
+        """``base-1``, ``base-2``, ...: the first name no checkpoint and no waiting or running job has."""
+        from .models import checkpoint_dirs
+
+        active = {j.spec.name for j in self._read_all() if j.active}
+        for n in range(1, 10_000):
+            name = f"{base}-{n}"
+            if name not in active and not any((d / f"{name}.safetensors").exists()
+                                              for d in [*checkpoint_dirs(), self.models_dir]):
+                return name
+        raise ValueError(f"every name from {base}-1 to {base}-9999 is taken")
+
     def submit(self, spec: JobSpec) -> Job:
         """Validate ``spec``, queue it, and start it if its device is free."""
         spec = self.validate(spec)

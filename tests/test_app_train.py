@@ -1,0 +1,117 @@
+"""The Train view driven as a user drives it (AppTest): refused launches, jobs listed and cancelled, Compare."""
+
+import time
+
+import pytest
+import torch
+
+from apptest import chart_specs, chart_titles, open_page
+from vitviz.jobs import JobRunner
+from vitviz.models import create_vit, load_model, save_checkpoint
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """An empty jobs root, and a user models folder with a tiny jigsaw and a tiny classifier checkpoint."""
+    models = tmp_path / "models"
+    jigsaw = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0, pos_embed="none")
+    classifier = dict(img_size=48, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=4)
+    torch.manual_seed(0)
+    save_checkpoint(create_vit(jigsaw, jigsaw_grid=(4, 4)), models / "tiny-jigsaw",
+                    dict(name="tiny-jigsaw", kind="jigsaw", architecture=jigsaw, jigsaw=dict(grid=[4, 4])))
+    save_checkpoint(create_vit(classifier), models / "tiny-classifier",
+                    dict(name="tiny-classifier", kind="classifier", architecture=classifier,
+                         class_names=["a", "b", "c", "d"]))
+    monkeypatch.setenv("VITVIZ_MODELS", str(models))
+    monkeypatch.setenv("VITVIZ_JOBS", str(tmp_path / "jobs"))
+    yield tmp_path
+    runner = JobRunner(tmp_path / "jobs")
+    for job in runner.jobs():  # no training process outlives a failed test
+        if job.active:
+            runner.cancel(job.id)
+            if runner.get(job.id).active:
+                runner.cancel(job.id)
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_bad_choices_are_refused_with_their_reason(folders):
+    at = open_page("train", sample="astronaut")
+    assert not at.exception and not errors(at)
+    at.number_input(key="train_steps").set_value(0)
+    at.button(key="train_launch").click().run()
+    assert errors(at) == ["steps 0 is out of range: choose a whole number from 1 to 100,000"]
+
+    at.number_input(key="train_steps").set_value(20)
+    at.text_input(key="train_name_finetune").set_value("../outside")
+    at.button(key="train_launch").click().run()
+    assert errors(at)[0].startswith("checkpoint name '../outside' is not allowed")
+
+    at.text_input(key="train_name_finetune").set_value("fine")
+    at.selectbox(key="train_init").set_value("tiny-classifier")
+    at.button(key="train_launch").click().run()
+    assert errors(at) == ["starting checkpoint 'tiny-classifier' is a classifier checkpoint; fine-tuning starts "
+                          "from a jigsaw checkpoint (or from random weights)"]
+
+    at.selectbox(key="train_init").set_value("")
+    at.selectbox(key="train_data_finetune").set_value("folder").run()
+    at.text_input(key="train_folder").set_value(str(folders / "no-such-folder"))
+    at.button(key="train_launch").click().run()
+    assert errors(at) == [f"dataset folder {folders / 'no-such-folder'} does not exist"]
+    assert not at.exception and JobRunner().jobs() == []
+
+
+def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(folders):
+    at = open_page("train", sample="astronaut")
+    at.selectbox(key="train_data_finetune").set_value("digits")
+    at.number_input(key="train_steps").set_value(5000)
+    at.button(key="train_launch").click().run()
+    assert "Launched **my-classifier-1**: started." in [i.value for i in at.info]
+    assert at.text_input(key="train_name_finetune").value == "my-classifier-2"  # a fresh name for the next one
+    at.button(key="train_launch").click().run()
+    assert "Launched **my-classifier-2**: queued, place 1." in [i.value for i in at.info]
+    cards = [m.value for m in at.markdown if "my-classifier-" in m.value]
+    assert "**my-classifier-2** · Classification fine-tuning on `digits` · 5000 steps · **queued**" in cards[0]
+    assert "**my-classifier-1**" in cards[1] and cards[1].endswith("**running**")
+    assert "Place 1 in the queue for cpu" in " ".join(c.value for c in at.caption)
+
+    # a second browser tab (a new session) finds both
+    other = open_page("train", sample="astronaut")
+    assert [m.value.split("**")[1] for m in other.markdown if "my-classifier-" in m.value] == \
+        ["my-classifier-2", "my-classifier-1"]
+
+    runner = JobRunner()
+    queued, running = runner.jobs()
+    at.button(key=f"cancel-{queued.id}").click().run()
+    assert runner.get(queued.id).state == "cancelled"
+    at.button(key=f"cancel-{running.id}").click().run()
+    deadline = time.monotonic() + 60
+    while runner.get(running.id).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    at.run()
+    cards = [m.value for m in at.markdown if "my-classifier-" in m.value]
+    assert all(c.endswith("**cancelled**") for c in cards) and len(cards) == 2
+
+
+def test_compare_shows_two_checkpoints_attention_and_their_difference(folders):
+    at = open_page("train", sample="chelsea")
+    assert not at.exception
+    assert chart_titles(at) == ["Rollout", "Layer 2, head 1"]
+    at.slider(key="compare_layer").set_value(1)
+    at.slider(key="compare_head").set_value(2).run()
+    assert chart_titles(at) == ["Rollout", "Layer 1, head 2"]
+
+    # the page shows what vitviz.compare computes: each model on its own grid (4x4 and 6x6), on a common 12x12
+    from vitviz.compare import class_attention, common_grid
+    from vitviz.samples import load_sample
+
+    a_maps = class_attention(load_model("tiny-classifier", device="cpu"), load_sample("chelsea"), 0, 1)
+    b_maps = class_attention(load_model("tiny-jigsaw", device="cpu"), load_sample("chelsea"), 0, 1)
+    a, b = common_grid(a_maps[1], b_maps[1])
+    assert a.shape == (12, 12) and abs(a.mean().item() - 1) < 1e-5
+    heatmaps = [t for t in chart_specs(at)[1]["data"] if t["type"] == "heatmap"]
+    shown_a, shown_b, difference = (torch.tensor(h["z"]) for h in heatmaps)
+    assert torch.allclose(shown_a, a, atol=1e-5) and torch.allclose(shown_b, b, atol=1e-5)
+    assert torch.allclose(difference, a - b, atol=1e-5)
