@@ -12,7 +12,7 @@ from vitviz import jigsaw, plots
 from vitviz.models import ModelCard
 
 ALL, SOME, REGION = "All patches", "k random patches", "A region"
-ANIMATION_BUDGET = 8_000_000  # pixel values (frames x 3 x H x W) an animation may send to the browser
+ANIMATION_BUDGET = 2_000_000  # pixel values (frames x 3 x H x W) an animation may send to the browser
 
 
 # One forward pass per puzzle; the decoders, figures and steps below reuse it.
@@ -102,7 +102,7 @@ ui.show_figure(
     plots.patch_panels([pixels[0], jigsaw.arrange_patches(pixels, permutation, p)[0], panels["argmax"][0],
                         panels["Hungarian"][0]],
                        ["Original", "Shuffled", *(f"{n}: {scores[n]['patch_acc']:.0%} right" for n in placements)],
-                       p, outlines=[[], out_of_place, wrong["argmax"], wrong["Hungarian"]],
+                       p, outlines=[[], out_of_place if k < gh * gw else [], wrong["argmax"], wrong["Hungarian"]],
                        title="Shuffled, then put back by the model (wrong or empty places outlined)"),
     "jigsaw-reassembly",
     {"permutation": permutation[0], "argmax_placement": placements["argmax"][0],

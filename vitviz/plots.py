@@ -386,20 +386,22 @@ def patch_panels(
 
     count = len(images)
     fig = make_subplots(rows=1, cols=count, subplot_titles=list(titles), horizontal_spacing=0.02)
+    shapes: list[dict] = []  # set at once: add_shape re-validates the layout each call, slow for hundreds
     for col, image in enumerate(images, start=1):
         pixels = _to_uint8(image)
         rows, cols = pixels.shape[0] // patch_size, pixels.shape[1] // patch_size
         fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=col)
+        suffix = "" if col == 1 else str(col)
         if hover is not None:
-            suffix = "" if col == 1 else str(col)
             fig.add_trace(_patch_hover(rows, cols, patch_size, hover[col - 1], f"x{suffix}", f"y{suffix}"))
-        for index in (outlines[col - 1] if outlines is not None else ()):
-            fig.add_shape(**_patch_rect(index, cols, patch_size), line=dict(color=outline_colour, width=2),
-                          row=1, col=col)
+        shapes.extend({**_patch_rect(index, cols, patch_size), "xref": f"x{suffix}", "yref": f"y{suffix}",
+                       "line": dict(color=outline_colour, width=2)}
+                      for index in (outlines[col - 1] if outlines is not None else ()))
         fig.update_xaxes(visible=False, range=[-0.5, pixels.shape[1] - 0.5], constrain="domain", row=1, col=col)
         fig.update_yaxes(visible=False, range=[pixels.shape[0] - 0.5, -0.5], constrain="domain",
                          scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
-    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=60, b=0), plot_bgcolor="white")
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=60, b=0), plot_bgcolor="white",
+                      shapes=shapes)
     return fig
 
 
@@ -422,9 +424,8 @@ def confidence_overlay(
                              colorbar=dict(title="confidence")))
     text = hover if hover is not None else [f"patch {i}: {v:.3f}" for i, v in enumerate(z.ravel())]
     fig.add_trace(_patch_hover(rows, cols, patch_size, text))
-    for index in wrong:
-        fig.add_shape(**_patch_rect(index, cols, patch_size), line=dict(color=_WRONG, width=2))
-    fig.update_layout(title=title)
+    fig.update_layout(title=title, shapes=[{**_patch_rect(index, cols, patch_size), "line": dict(color=_WRONG, width=2)}
+                                           for index in wrong])
     return _square_axes(fig, height)
 
 
