@@ -80,7 +80,11 @@ ctx = ui.current()
 gh, gw = card.grid_size
 p = card.patch_size
 seed, k, region, drop, pin = jigsaw_controls(card)
-permutation, logits = cached_logits(model, ctx.model_ref, ctx.image_key, seed, k, region, drop, ctx.pixels)
+try:
+    permutation, logits = cached_logits(model, ctx.model_ref, ctx.image_key, seed, k, region, drop, ctx.pixels)
+except ValueError as e:  # a jigsaw head on a model that cannot play (positional embeddings, another grid)
+    st.error(f"**{card.name}** cannot place patches: {e}")
+    st.stop()
 pixels = ctx.pixels.cpu()
 st.caption(f"{ctx.image_label} at {card.image_size[0]}x{card.image_size[1]} px: a {gh}x{gw} grid; {k} of {gh * gw} "
            f"patches moved, {drop:.0%} hidden from the attention keys. The model has no positional embeddings, so the "

@@ -145,3 +145,15 @@ def test_a_model_without_a_jigsaw_head_says_so_and_points_to_one():
     message = at.info[0].value
     assert "tiny-classifier** has no jigsaw head" in message and "**tiny-jigsaw**" in message
     assert not chart_titles(at)
+
+
+def test_a_jigsaw_head_on_a_model_with_positions_is_refused_with_the_reason(tmp_path, monkeypatch):
+    from vitviz.models import create_vit, save_checkpoint
+
+    arch = {**ARCH, "pos_embed": "learn"}
+    save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), tmp_path / "positional-jigsaw",
+                    dict(kind="jigsaw", architecture=arch, jigsaw=dict(grid=[4, 4])))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("jigsaw", model="positional-jigsaw", sample="chelsea")
+    assert not at.exception
+    assert "cannot place patches" in at.error[0].value and "positional embeddings" in at.error[0].value
