@@ -7,11 +7,14 @@ and the starter checkpoint ``models/starter-shapes.safetensors`` when it exists.
 median of ``--repeats`` timed runs after two warm-up runs; the methods are interleaved within a
 repeat so that load from other processes falls on all of them alike.
 Aims: capture / forward <= 1.15 and relevance / forward <= 3.5.
+Then the Attention view itself (Streamlit's AppTest, no browser): the first run of the page,
+and the re-render after a layer or query change, which must reuse the cached forward pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -26,6 +29,7 @@ from vitviz.attention import capture, grad_rollout, relevance, rollout  # noqa: 
 from vitviz.models import BUNDLED_MODELS_DIR, load_model  # noqa: E402
 
 STARTER = "starter-shapes"
+APP = Path(__file__).resolve().parent.parent / "app.py"
 CAPTURE_AIM, RELEVANCE_AIM = 1.15, 3.5
 
 
@@ -71,6 +75,35 @@ def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def bench_view(ref: str, device: torch.device, repeats: int) -> dict[str, float]:
+    """Seconds for the Attention page's first run and (median) re-render after a slider or query change."""
+    from streamlit.testing.v1 import AppTest
+
+    from vitviz.models import list_models
+
+    os.environ["VITVIZ_DEVICE"] = str(device)
+    at = AppTest.from_file(str(APP), default_timeout=600)
+    at.session_state["model_choice"] = next(e.label for e in list_models() if e.ref == ref)
+    at.session_state["sample_name"] = "chelsea"
+    at.run()
+    start = time.perf_counter()
+    at.switch_page("pages/attention.py").run()
+    first = time.perf_counter() - start
+    if at.exception:
+        raise RuntimeError(f"the Attention page failed: {at.exception[0].message}")
+    depth = at.slider(key="att_layer").max
+    layer_times, query_times = [], []
+    for i in range(repeats):
+        start = time.perf_counter()
+        at.slider(key="att_layer").set_value(1 + i % depth).run()
+        layer_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        at.session_state["att_pending_patch"] = 7 * i  # what a click on a patch stores
+        at.run()
+        query_times.append(time.perf_counter() - start)
+    return {"first": first, "layer": statistics.median(layer_times), "query": statistics.median(query_times)}
+
+
 def _models() -> list[tuple[str, Callable[[], torch.nn.Module]]]:
     import timm
 
@@ -103,6 +136,14 @@ def main() -> None:
                         f"{t['relevance'] / t['forward']:>9.2f}", flush=True)
     print(f"\nbatch 1, median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads. "
           f"Aims: capture/fwd <= {CAPTURE_AIM}, relevance/fwd <= {RELEVANCE_AIM}.")
+
+    print(f"\n{'Attention view':<22} {'device':<6} {'first run s':>11} {'layer change s':>14} {'query click s':>13}")
+    for device in devices:
+        v = bench_view("vit_base_patch16_224", device, args.repeats)
+        print(f"{'vit_base_patch16_224':<22} {device.type:<6} {v['first']:>11.2f} {v['layer']:>14.2f} {v['query']:>13.2f}",
+              flush=True)
+    print("The page's first run includes the forward pass, one backward pass for the top class and every figure; "
+          "a change re-renders from the cached pass.")
 
 
 if __name__ == "__main__":

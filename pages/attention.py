@@ -103,7 +103,7 @@ with right:
     layer, head, query = attention_controls(card)
     if card.num_classes:
         probabilities, classes = attention.top_predictions(logits, k=5)
-        labels = [f"{card.class_names[c]} ({c})" for c in classes[0].tolist()]
+        labels = [f"{card.class_names[c].split(',')[0][:32]} ({c})" for c in classes[0].tolist()]  # short: long names squash the bars
         ui.show_figure(plots.predictions(probabilities[0], labels), "top-predictions",
                        {"class": classes[0], "probability": probabilities[0]})
     else:

@@ -66,8 +66,11 @@ def test_one_forward_pass_serves_every_query_layer_and_head(forward_calls):
     assert not at.exception
     expected = query_map(attentions[2][0], 1 + 20, (14, 14))[1]  # layer 3, head 2
     assert torch.allclose(overlay_heat(at, "Layer 3, head 2: attention of patch 20"), expected, atol=1e-5)
-    heads = [t["z"] for t in chart_specs(at)[2]["data"]]
-    assert len(heads) == 3 and torch.allclose(torch.tensor(heads[1]), expected, atol=1e-5)
+    canvas = torch.tensor([[float("nan") if v is None else v for v in row] for row in chart_specs(at)[2]["data"][0]["z"]])
+    filled = ~canvas.isnan().all(dim=0)  # the panels' columns; blank columns separate the heads
+    starts = [c for c in range(canvas.shape[1]) if filled[c] and (c == 0 or not filled[c - 1])]
+    assert len(starts) == 3
+    assert torch.allclose(canvas[:14, starts[1]:starts[1] + 14], expected, atol=1e-5)
 
     at.slider(key="att_discard").set_value(0.5)
     at.selectbox(key="att_fusion").set_value("max").run()
