@@ -71,7 +71,7 @@ def jigsaw_app(tmp_path_factory, output_dir):
 
 def test_jigsaw_view_reassembles_an_uploaded_image(browser, jigsaw_app, uploaded_png, output_dir):
     server, model_name = jigsaw_app
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    context = browser.new_context(viewport={"width": 1400, "height": 2600})  # the step-through in the screenshot too
     page = context.new_page()
     page.set_default_timeout(90_000)
     try:

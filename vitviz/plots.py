@@ -442,7 +442,7 @@ def jigsaw_scores(scores: dict[str, dict[str, float]], title: str = "", height: 
 
     names = list(scores)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
-                        subplot_titles=["Placed right (higher is better)", "Displacement (lower is better)"])
+                        subplot_titles=["Placed right", "Mean displacement"])
     for key, label, colour in (("patch_acc", "per-patch accuracy", "#1f77b4"), ("puzzle_acc", "exact puzzle", "#2ca02c")):
         values = [scores[n][key] for n in names]
         fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=colour, text=[f"{v:.0%}" for v in values],
@@ -451,8 +451,8 @@ def jigsaw_scores(scores: dict[str, dict[str, float]], title: str = "", height: 
     fig.add_trace(go.Bar(x=names, y=values, name="displacement", marker_color="#ff7f0e", showlegend=False,
                          text=[f"{v:.2f}" for v in values],
                          hovertemplate="mean displacement, %{x}: %{y:.3f} patches<extra></extra>"), row=1, col=2)
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=1)
-    fig.update_yaxes(title_text="patches", rangemode="tozero", row=1, col=2)
+    fig.update_yaxes(title_text="share (higher is better)", range=[0, 1.05], tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="patches (lower is better)", rangemode="tozero", row=1, col=2)
     fig.update_layout(title=title, height=height, barmode="group", margin=dict(l=0, r=0, t=70, b=0),
                       legend=dict(orientation="h", y=-0.15))
     return fig
