@@ -10,6 +10,7 @@ from vitviz.jigsaw import (
     arrange_patches,
     decode_argmax,
     displacement,
+    jigsaw_checkpoints,
     jigsaw_logits,
     jigsaw_metrics,
     key_keep_mask,
@@ -371,3 +372,15 @@ def test_reassembly_steps_move_one_patch_home_per_step():
     assert reassembly_steps(torch.arange(4))[0].shape == (1, 4)
     with pytest.raises(ValueError, match="one-to-one"):
         reassembly_steps(torch.tensor([0, 0, 2]))
+
+
+def test_jigsaw_checkpoints_lists_the_ones_with_a_jigsaw_head(tmp_path, monkeypatch):
+    model, arch = _jigsaw_vit(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=1)
+    save_checkpoint(model, tmp_path / "puzzler.safetensors", {"kind": "jigsaw", "architecture": arch, "jigsaw": {"grid": [2, 2]}})
+    plain = {**arch, "num_classes": 2, "pos_embed": "learn"}
+    save_checkpoint(create_vit(plain), tmp_path / "labeller.safetensors", {"kind": "classifier", "architecture": plain})
+    save_checkpoint(create_vit(plain), tmp_path / "garbled.safetensors", {"architecture": plain})
+    (tmp_path / "garbled.json").write_text("{not json")
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    names = jigsaw_checkpoints()
+    assert "puzzler" in names and "labeller" not in names and "garbled" not in names

@@ -9,7 +9,12 @@ carry no position, so the only way to place them is by what they show.
 Convention everywhere: a permutation ``[B, N]`` says that shuffled token ``k`` carries the patch
 from grid position ``permutation[b, k]`` (raster order); the logits ``[B, N, N]`` have one row
 per shuffled token and one column per grid position, so the right answer for row ``k`` is
-``permutation[b, k]``.
+``permutation[b, k]``. A placement ``[B, N]`` (what a decoder returns) gives each token's position.
+
+Shuffles: all patches, k of them or a region (``shuffle_permutation``); forward: ``position_logits``
+(optionally with keys dropped); decoders: ``decode_argmax`` and ``solve`` (Hungarian); the view's
+pictures: ``arrange_patches``, ``reassemble``, ``reassembly_steps``; scores: ``placement_metrics``
+and ``jigsaw_metrics`` (per-patch accuracy, exact puzzle, displacement).
 """
 
 from __future__ import annotations
