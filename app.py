@@ -11,6 +11,7 @@ page = st.navigation([
     st.Page("pages/patches.py", title="Patches", icon=":material/grid_on:"),
     st.Page("pages/positions.py", title="Positions", icon=":material/place:"),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("pages/attributions.py", title="Attributions", icon=":material/insights:"),
     st.Page("pages/jigsaw.py", title="Jigsaw", icon=":material/extension:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ])

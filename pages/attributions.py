@@ -1,0 +1,153 @@
+"""Attributions: captum's methods beside rollout and relevance on one colour scale; how faithful each map is
+on this image (deletion and insertion); on a shapes item, how much of each map falls on the object."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import pandas as pd
+import streamlit as st
+import torch
+
+import ui
+from training.data import SHAPES_CLASSES
+from vitviz import faithfulness, plots
+from vitviz.attributions import METHODS, AttributionMaps, GradientShap, IntegratedGradients, SmoothGrad
+from vitviz.faithfulness import Curve
+
+DEFAULT_METHODS = ["Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"]
+STEPS = {"10% of the patches": "decile", "One patch": "patch"}
+Options = tuple[tuple[str, int], ...]
+
+
+@st.cache_data(max_entries=8, show_spinner="Running the model…")
+def cached_probabilities(_model: torch.nn.Module, model_ref: str, image_key: str, _inputs: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return _model(_inputs)[0].float().softmax(dim=-1).cpu()  # (C,)
+
+
+# Once per (model, image, method, class, options). The progress bar is made inside, so a cache hit
+# replays it to its end, where it is emptied.
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_maps(_model: torch.nn.Module, model_ref: str, image_key: str, method: str, target: int, options: Options,
+                _inputs: torch.Tensor) -> AttributionMaps:
+    bar = st.progress(0.0, text=f"{method}…")
+    maps = METHODS[method](_model).attribute(
+        _inputs, target, progress=lambda done: bar.progress(done, text=f"{method}: {done:.0%}"), **dict(options))
+    bar.empty()
+    return replace(maps, target=maps.target.cpu(), patch=maps.patch.cpu(), pixel=maps.pixel.cpu())
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_curves(_model: torch.nn.Module, model_ref: str, image_key: str, method: str, target: int, options: Options,
+                  steps: str, fill: tuple[float, ...], _inputs: torch.Tensor, _patch: torch.Tensor) -> tuple[Curve, Curve]:
+    bar = st.progress(0.0, text=f"Deleting and revealing patches for {method}…")
+    maps = _patch[None]  # (1, gh, gw)
+    deletion = faithfulness.deletion_curve(_model, _inputs, maps, target, steps=steps, fill=torch.tensor(fill),
+                                           progress=lambda done: bar.progress(done / 2, text=f"{method}: deletion"))
+    insertion = faithfulness.insertion_curve(_model, _inputs, maps, target, steps=steps,
+                                             progress=lambda done: bar.progress(0.5 + done / 2, text=f"{method}: insertion"))
+    bar.empty()
+    return deletion, insertion
+
+
+@st.cache_data(max_entries=4, show_spinner="Averaging 256 shapes training items: the colour deletion fills with…")
+def cached_shapes_mean(image_size: int) -> list[float]:
+    from vitviz.evaluate import shapes_pixel_mean
+
+    return shapes_pixel_mean(image_size)
+
+
+def attribution_controls(probability: torch.Tensor, class_names: tuple[str, ...]) -> tuple[list[str], int, int, int, str, str]:
+    """Methods, target class, IG path points, draws, curve steps and map resolution."""
+    if "attr_methods" not in st.session_state:
+        st.session_state.attr_methods = DEFAULT_METHODS
+    if st.session_state.get("attr_class", 0) >= len(class_names):  # a class kept from a model with more classes
+        del st.session_state["attr_class"]
+    left, right = st.columns([3, 2])
+    methods = left.multiselect("Methods", list(METHODS), key="attr_methods",
+                               help="Slow ones (many forward passes) show their progress; each map is computed once.")
+    order = probability.argsort(descending=True).tolist()
+    target = right.selectbox("Class to explain", order, key="attr_class",
+                             format_func=lambda c: f"{class_names[c]} ({c}), p = {probability[c]:.1%}")
+    with st.expander("Settings"):
+        s1, s2, s3, s4 = st.columns(4)
+        ig_steps = s1.number_input("Integrated Gradients: path points", 4, 200, 50, key="attr_ig_steps")
+        samples = s2.number_input("SmoothGrad, GradientSHAP: draws", 2, 100, 20, key="attr_samples")
+        steps = s3.radio("Deletion / insertion steps", list(STEPS), key="attr_steps")
+        resolution = s4.radio("Maps at", ["patches", "pixels"], key="attr_resolution")
+    return methods, int(target), int(ig_steps), int(samples), STEPS[steps], resolution
+
+
+def method_options(name: str, ig_steps: int, samples: int) -> Options:
+    cls = METHODS[name]
+    if cls is IntegratedGradients:
+        return (("n_steps", ig_steps),)
+    if cls is SmoothGrad:
+        return (("nt_samples", samples),)
+    if cls is GradientShap:
+        return (("n_samples", samples),)
+    return ()
+
+
+def localization(maps: AttributionMaps, mask: Optional[torch.Tensor]) -> dict[str, float]:
+    if mask is None:
+        return {}
+    masks = mask.cpu()[None]  # (1, H, W)
+    return {"mass in mask": faithfulness.mass_in_mask(maps.pixel, masks).item(),
+            "pointing game": float(faithfulness.pointing_game(maps.patch, masks).item())}
+
+
+st.title("Attributions")
+ctx = ui.current()
+card, model = ctx.card, ctx.model
+if not card.num_classes:
+    st.info(f"**{card.name}** has no classification head: there is no class score to attribute.")
+    st.stop()
+probability = cached_probabilities(model, ctx.model_ref, ctx.image_key, ctx.inputs)
+methods, target, ig_steps, samples, steps, resolution = attribution_controls(probability, card.class_names)
+truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
+st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "
+           "between methods (gradient x input, drops of the class score, attention flow), so every map is divided "
+           "by its largest absolute value: one colour scale, red for evidence for the class, blue against. "
+           "Attention rollout is the same for every class.")
+if not methods:
+    st.info("Pick at least one method.")
+    st.stop()
+
+results = {name: cached_maps(model, ctx.model_ref, ctx.image_key, name, target,
+                             method_options(name, ig_steps, samples), ctx.inputs) for name in methods}
+scaled = {name: maps.scaled() for name, maps in results.items()}
+shown = {name: (maps.patch if resolution == "patches" else maps.pixel)[0] for name, maps in scaled.items()}
+ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask,
+                                        title=f"Evidence for {card.class_names[target]}, each map over its largest |value|"),
+               "attribution-maps", {name.replace(" ", "_"): value for name, value in shown.items()})
+
+st.subheader("Deletion and insertion on this image")
+shapes_model = card.class_names == SHAPES_CLASSES
+pixel_mean = cached_shapes_mean(card.image_size[0]) if shapes_model and card.image_size[0] == card.image_size[1] else None
+fill = tuple(faithfulness.mean_fill(model, pixel_mean).tolist())
+st.caption("Patches in the order of each map, most relevant first. Deletion replaces them with the per-channel "
+           f"dataset mean ({'of the shapes training items' if pixel_mean else 'the model normalises with'}); "
+           f"insertion reveals them on a copy blurred by half a patch. A faithful map makes the class probability "
+           "fall fast (low deletion AUC) and rise fast (high insertion AUC).")
+curves = {name: cached_curves(model, ctx.model_ref, ctx.image_key, name, target, method_options(name, ig_steps, samples),
+                              steps, fill, ctx.inputs, maps.patch[0]) for name, maps in results.items()}
+curve_data = {"fraction": next(iter(curves.values()))[0].fractions}
+for name, (deletion, insertion) in curves.items():
+    curve_data[f"{name} deletion".replace(" ", "_")] = deletion.probabilities[0]
+    curve_data[f"{name} insertion".replace(" ", "_")] = insertion.probabilities[0]
+ui.show_figure(plots.faithfulness_curves(curves), "deletion-insertion", curve_data)
+
+rows = [{"method": name, "deletion AUC (lower)": curves[name][0].auc[0].item(),
+         "insertion AUC (higher)": curves[name][1].auc[0].item(), **localization(maps, ctx.mask)}
+        for name, maps in results.items()]
+if ctx.mask is not None:
+    st.subheader("On the object?")
+    st.caption("The share of each map's positive mass inside the true object mask (outlined above; the object covers "
+               f"{ctx.mask.float().mean().item():.0%} of the image, so a map blind to it scores about that), and the "
+               "pointing game: 1 when the map's largest patch lies at least half inside the mask.")
+table = pd.DataFrame(rows)
+st.dataframe(table, hide_index=True,
+             column_config={column: st.column_config.NumberColumn(format="%.3f") for column in table.columns[1:]})

@@ -1,0 +1,120 @@
+"""The Attributions view driven as a user drives it (AppTest, no browser)."""
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from timm.models.vision_transformer import VisionTransformer
+
+from apptest import chart_specs, open_page
+from vitviz import faithfulness
+from vitviz.attributions import METHODS
+from vitviz.images import fit_to_model, to_tensor
+from vitviz.models import create_vit, load_model, normalize, save_checkpoint
+
+NAME = "tiny-shapes"
+
+
+@pytest.fixture
+def tiny_shapes(tmp_path, monkeypatch):
+    """A 32 px shapes classifier (random weights, logits spread out) in the model picker."""
+    from training.data import SHAPES_CLASSES
+
+    torch.manual_seed(0)
+    arch = dict(img_size=32, patch_size=8, num_classes=4, embed_dim=32, depth=2, num_heads=2)
+    model = create_vit(arch)
+    with torch.no_grad():
+        model.head.weight.mul_(40)
+    weights = save_checkpoint(model, tmp_path / NAME, dict(name=NAME, kind="classifier", architecture=arch,
+                                                           class_names=list(SHAPES_CLASSES)))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    st.cache_data.clear()
+    return load_model(weights, device="cpu")
+
+
+def shapes_inputs(model, index):
+    """The shapes test item as the page makes it: drawn at the model's size, through 8-bit pixels."""
+    from training.data import shapes_item
+
+    pixels, label, mask = shapes_item(index, 32)
+    image = Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+    return normalize(to_tensor(fit_to_model(image, (32, 32))).unsqueeze(0), model), mask
+
+
+def chart(at, title_start):
+    for spec in chart_specs(at):
+        texts = [(spec["layout"].get("title") or {}).get("text", "")]
+        texts += [a.get("text", "") for a in spec["layout"].get("annotations", [])]
+        if any(t.startswith(title_start) for t in texts):
+            return spec
+    raise AssertionError(f"no chart with a title starting {title_start!r}")
+
+
+def test_maps_on_one_scale_curves_and_localization_on_a_shapes_item(tiny_shapes):
+    at = open_page("attributions", model=NAME, shapes_index=2)
+    assert not at.exception and not at.error
+    inputs, mask = shapes_inputs(tiny_shapes, 2)
+    with torch.no_grad():
+        target = int(tiny_shapes(inputs)[0].argmax())
+    assert at.selectbox(key="attr_class").value == target  # the top class is explained first
+
+    panels = chart(at, "Evidence for")
+    heatmaps = [trace for trace in panels["data"] if trace["type"] == "heatmap"]
+    assert len(heatmaps) == 5 and all(trace["coloraxis"] == "coloraxis" for trace in heatmaps)
+    assert (panels["layout"]["coloraxis"]["cmin"], panels["layout"]["coloraxis"]["cmax"]) == (-1, 1)
+    assert sum(trace["type"] == "contour" for trace in panels["data"]) == 5  # the mask outlined on every panel
+    names = [a["text"] for a in panels["layout"]["annotations"]]
+    assert names == ["Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"]
+    occlusion = METHODS["Occlusion"](tiny_shapes).attribute(inputs, target)
+    torch.testing.assert_close(torch.tensor(heatmaps[2]["z"]), occlusion.scaled().patch[0], rtol=1e-4, atol=1e-5)
+    relevance = METHODS["Relevance"](tiny_shapes).attribute(inputs, target)
+    torch.testing.assert_close(torch.tensor(heatmaps[4]["z"]), relevance.scaled().patch[0], rtol=1e-4, atol=1e-5)
+
+    from vitviz.evaluate import shapes_pixel_mean
+
+    fill = faithfulness.mean_fill(tiny_shapes, shapes_pixel_mean(32))
+    deletion = faithfulness.deletion_curve(tiny_shapes, inputs, occlusion.patch, target, steps="decile", fill=fill)
+    table = at.dataframe[0].value.set_index("method")
+    assert table.loc["Occlusion", "deletion AUC (lower)"] == pytest.approx(deletion.auc.item(), abs=1e-5)
+    saliency = METHODS["Saliency"](tiny_shapes).attribute(inputs, target)  # non-negative: its mass is defined
+    assert table.loc["Saliency", "mass in mask"] == pytest.approx(
+        faithfulness.mass_in_mask(saliency.pixel, mask[None]).item(), abs=1e-5)
+    assert set(table["pointing game"]) <= {0.0, 1.0}
+    curves = chart(at, "Occlusion<br>deletion AUC")
+    assert f"deletion AUC {deletion.auc.item():.3f}" in " ".join(a["text"] for a in curves["layout"]["annotations"])
+    assert len([t for t in curves["data"] if t["name"] == "deletion"]) == 5
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    calls = []
+    original = VisionTransformer.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0].shape[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VisionTransformer, "forward", counting)
+    return calls
+
+
+def test_each_map_is_computed_once(tiny_shapes, forward_calls):
+    at = open_page("attributions", model=NAME, sample="rocket")
+    assert not at.exception and not at.error
+    assert "mass in mask" not in at.dataframe[0].value.columns  # a photo has no object mask
+    forward_calls.clear()
+
+    at.radio(key="attr_resolution").set_value("pixels").run()
+    assert not at.exception
+    assert forward_calls == []  # the maps are cached; only the drawing changed
+    heatmaps = [t for t in chart(at, "Evidence for")["data"] if t["type"] == "heatmap"]
+    assert np.array(heatmaps[0]["z"]).shape == (32, 32)
+
+    at.multiselect(key="attr_methods").select("Feature ablation").run()
+    assert not at.exception
+    # Only the new method ran: 1 + 16 ablated copies in two passes, then one pass per curve (11 steps each).
+    assert forward_calls == [1, 16, 11, 11]
+
+    at.multiselect(key="attr_methods").set_value([]).run()
+    assert any("Pick at least one method" in info.value for info in at.info)
