@@ -1,11 +1,12 @@
 """What the Attention view costs: capture, rollout and the gradient methods against a plain forward.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/attention.py [--repeats 9] [--device cpu]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/attention.py [--repeats 9] [--device cpu] [--clock process]
 
 Batch 1, on the CPU and on CUDA when there is one, for ``vit_base_patch16_224`` (random weights)
 and the starter checkpoint ``models/starter-shapes.safetensors`` when it exists. Each figure is the
 median of ``--repeats`` timed runs after two warm-up runs; the methods are interleaved within a
-repeat so that load from other processes falls on all of them alike.
+repeat so that load from other processes falls on all of them alike; on a shared CPU,
+``--clock process`` (CPU time of this process) is steadier than wall time.
 Aims: capture / forward <= 1.15 and relevance / forward <= 3.5.
 Then the Attention view itself (Streamlit's AppTest, no browser): the first run of the page,
 and the re-render after a layer or query change, which must reuse the cached forward pass.
@@ -33,19 +34,20 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 CAPTURE_AIM, RELEVANCE_AIM = 1.15, 3.5
 
 
-def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+def _timer(device: torch.device, clock: Callable[[], float]) -> Callable[[Callable[[], object]], float]:
     def run(fn: Callable[[], object]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+        return clock() - start
     return run
 
 
-def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats: int) -> dict[str, float]:
+def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats: int,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median seconds of each method on one random model-ready image."""
     model = model.to(device).eval()
     height, width = model.patch_embed.img_size
@@ -64,7 +66,7 @@ def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats
         "grad_rollout": lambda: grad_rollout(model, images, 0),
         "relevance": lambda: relevance(model, images, 0),
     }
-    timed = _timer(device)
+    timed = _timer(device, clock)
     for _ in range(2):
         for fn in methods.values():
             fn()
@@ -119,7 +121,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per method (median reported)")
     parser.add_argument("--device", action="append", help="cpu, cuda, ... (default: cpu, and cuda when available)")
+    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
+                        help="process: CPU time of this process, steadier than wall time on a machine shared with other jobs")
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     devices = [torch.device(d) for d in (args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])]
 
     header = (f"{'model':<22} {'device':<6} {'forward ms':>10} {'capture ms':>10} {'capture/fwd':>11} "
@@ -128,13 +133,13 @@ def main() -> None:
     for name, build in _models():
         model = build()
         for device in devices:
-            t = bench_model(name, model, device, args.repeats)
+            t = bench_model(name, model, device, args.repeats, clock)
             ms = {key: 1000 * value for key, value in t.items()}
             print(f"{name:<22} {device.type:<6} {ms['forward']:>10.1f} {ms['capture']:>10.1f} "
                         f"{t['capture'] / t['forward']:>11.2f} {ms['rollout']:>10.2f} {ms['rollout_discard']:>12.2f} "
                         f"{t['grad_rollout'] / t['forward']:>13.2f} {ms['relevance']:>12.1f} "
                         f"{t['relevance'] / t['forward']:>9.2f}", flush=True)
-    print(f"\nbatch 1, median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads. "
+    print(f"\nbatch 1, median of {args.repeats}, {args.clock} clock; torch {torch.__version__}, {torch.get_num_threads()} CPU threads. "
           f"Aims: capture/fwd <= {CAPTURE_AIM}, relevance/fwd <= {RELEVANCE_AIM}.")
 
     print(f"\n{'Attention view':<22} {'device':<6} {'first run s':>11} {'layer change s':>14} {'query click s':>13}")
