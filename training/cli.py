@@ -1,0 +1,97 @@
+"""``python -m training``: pretrain, finetune, evaluate, quickstart; options built from the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import MISSING, fields
+from typing import Any, NoReturn, Optional, Sequence
+
+from vitviz.models import ModelLoadError
+
+from .config import (
+    ConfigError,
+    EvaluateConfig,
+    FinetuneConfig,
+    PretrainConfig,
+    QuickstartConfig,
+    field_help,
+)
+from .data import DataError
+
+__all__ = ["main"]
+
+_COMMANDS = {
+    "pretrain": (PretrainConfig, "jigsaw pretext: predict each shuffled patch's grid position (no positional embedding)"),
+    "finetune": (FinetuneConfig, "classification, from a jigsaw checkpoint (--init) or from random weights"),
+    "evaluate": (EvaluateConfig, "print a checkpoint's metrics on a split of a dataset"),
+    "quickstart": (QuickstartConfig, "train the starter models: starter-jigsaw, starter-shapes, starter-shapes-scratch"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one sentence and exit code 2, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; returns the exit status (2 for bad options or inputs, 143 when stopped by a signal)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    config_class = _COMMANDS[args.command][0]
+    given = {f.name: getattr(args, f.name) for f in fields(config_class) if hasattr(args, f.name)}
+    if "minutes" in given and "steps" not in given and config_class is not QuickstartConfig and config_class is not EvaluateConfig:
+        given["steps"] = 0  # --minutes alone: the time budget is the only limit
+    config = config_class(**given)
+    command = ["python", "-m", "training", *argv]
+    try:
+        if args.command == "evaluate":
+            return _evaluate(config)
+        if args.command == "quickstart":
+            from .quickstart import quickstart
+
+            results = quickstart(config, command)
+        else:
+            from .train import train
+
+            results = [train(config, command)]
+    except (ConfigError, DataError, ModelLoadError) as e:
+        print(f"python -m training {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 143 if any(r.interrupted for r in results) else 0
+
+
+def _evaluate(config: EvaluateConfig) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    card, spec, metrics = evaluate_checkpoint(config)
+    print(f"{card.name} ({card.sidecar.get('kind')}) on {spec}, split {config.split}, {config.images} images")
+    for key, value in metrics.items():
+        print(f"  {key.ljust(22)}{value:.4f}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m training", description=(sys.modules["training"].__doc__ or "").split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name, (config_class, summary) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=config_class.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  argument_default=argparse.SUPPRESS)
+        helps = field_help(config_class)
+        for f in fields(config_class):
+            default = f.default if f.default is not MISSING else None
+            text = f"{helps[f.name]} (default: {default!r})"
+            if config_class is EvaluateConfig and f.name == "checkpoint":
+                sub.add_argument("checkpoint", help=helps[f.name])
+            elif isinstance(default, bool):
+                sub.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, help=text)
+            else:
+                sub.add_argument(f"--{f.name.replace('_', '-')}", type=_type_of(default), help=text)
+    return parser
+
+
+def _type_of(default: Any) -> type:
+    return type(default) if isinstance(default, (int, float)) else str

@@ -1,0 +1,452 @@
+"""The training loop for both tasks, read top to bottom.
+
+``train(config)`` runs jigsaw pretraining (``PretrainConfig``) or classification fine-tuning
+(``FinetuneConfig``). Under ``torchrun`` it runs data-parallel (DDP); only rank 0 evaluates and
+writes. Files of a run named NAME:
+
+- ``OUT_DIR/NAME.safetensors`` + ``NAME.json``: the best weights so far (by validation metric),
+  with the final metrics once the run ends;
+- ``RUN_DIR/NAME/last.safetensors`` + ``last.json``: the latest evaluated weights;
+- ``RUN_DIR/NAME/resume.pt``: weights, optimizer, scheduler and EMA state for ``--resume``
+  (tensors and plain values only, read back with ``weights_only=True``);
+- ``RUN_DIR/NAME/metrics.jsonl``: one JSON object per log line (``split`` "train", "val" or "final").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+import vitviz
+from vitviz.jigsaw import jigsaw_logits, key_keep_mask, shuffle_permutation
+from vitviz.models import create_vit, load_model, save_checkpoint
+
+from .config import ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, model_shape, resolve_device
+from .data import build_data, fixed_set
+from .evaluate import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
+
+__all__ = ["RunResult", "train"]
+
+MEAN, STD = tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
+# The scheduler runs on progress through the budget (steps or minutes), in these units.
+_SCHEDULE_UNITS = 10_000
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    checkpoint: Path
+    steps: int
+    elapsed_s: float
+    images_per_s: float
+    model: nn.Module  # the trained weights of the last step (raw, not the EMA), on this process's device
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics of the best weights
+    interrupted: bool = False  # stopped by SIGTERM/SIGINT after writing its last checkpoint
+
+
+def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
+    """Train as ``config`` says; ``command`` (the argv) is recorded in the sidecar."""
+    jigsaw = isinstance(config, PretrainConfig)
+    kind = "jigsaw" if jigsaw else "classifier"
+    _check(config)
+
+    # distributed set-up: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
+    device = resolve_device(config.device, local_rank if ddp else None)
+    if ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0  # evaluates, logs and writes files
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out_path = Path(config.out_dir) / f"{config.name}.safetensors"
+    run_path = Path(config.run_dir) / config.name
+
+    # data: each rank draws its own stream (see _reseed); the evaluation set is fixed by the seed
+    train_data = build_data(config.data, "train", config.image_size, seed=config.seed, device=device)
+    eval_spec = config.eval_data or config.data
+    if not jigsaw and train_data.num_classes == 0:
+        raise ConfigError(f"--data {config.data} has no labels: fine-tuning needs a labeled dataset")
+
+    # model: a timm VisionTransformer; jigsaw ones have no positional embedding and a jigsaw head
+    config, architecture, init_state = _architecture(config, train_data.num_classes)
+    grid = (config.image_size // config.patch_size,) * 2
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    vit = create_vit(architecture, jigsaw_grid=grid if jigsaw else None)
+    if init_state is not None:
+        _load_backbone(vit, init_state, config.init)
+    vit.to(device)
+    optimizer = create_optimizer_v2(vit, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                    layer_decay=getattr(config, "layer_decay", 0.0) or None)
+    scheduler = CosineLRScheduler(optimizer, t_initial=_SCHEDULE_UNITS, lr_min=config.min_lr,
+                                  warmup_t=round(config.warmup * _SCHEDULE_UNITS), warmup_lr_init=config.min_lr,
+                                  t_in_epochs=False)
+    ema = ModelEmaV3(vit, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
+    eval_model = ema.module if ema is not None else vit
+    net: nn.Module = _JigsawNet(vit) if jigsaw else vit  # one forward that DDP and torch.compile can wrap
+    if config.compile:
+        net = torch.compile(net)
+    if ddp:
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.amp
+                else nullcontext())
+
+    # resume: weights, optimizer, scheduler and EMA from RUN_DIR/NAME/resume.pt
+    step, elapsed_before, best_score = 0, 0.0, -math.inf
+    if config.resume:
+        state = _read_resume(run_path / "resume.pt", config)
+        vit.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        step, elapsed_before, best_score = int(state["step"]), float(state["elapsed"]), float(state["best_score"])
+    start_step = step
+
+    def sidecar(metrics: dict[str, Any], finished: bool) -> dict[str, Any]:
+        return {
+            "name": config.name,
+            "kind": kind,
+            "architecture": architecture,
+            **({"jigsaw": {"grid": list(grid)}} if jigsaw else {}),
+            "normalization": {"mean": list(MEAN), "std": list(STD)},
+            "class_names": list(train_data.class_names),
+            "training": {
+                "command": list(command), "dataset": config.data, "eval_dataset": eval_spec, "steps": step,
+                "init": config.init if not jigsaw and config.init else None, "seed": config.seed,
+                "world_size": world_size, "device": str(device), "elapsed_s": round(elapsed, 1),
+                "finished": finished, "config": asdict(config),
+            },
+            "metrics": metrics,
+            "code_version": _code_version(),
+        }
+
+    eval_sets: dict[str, tuple] = {}
+
+    def evaluate(model: nn.Module, split: str) -> dict[str, float]:
+        if split not in eval_sets:
+            eval_sets[split] = fixed_set(eval_spec, split, config.image_size, config.eval_images, seed=config.seed)
+        images, labels, _ = eval_sets[split]
+        if jigsaw:
+            permutations = eval_permutations(len(images), grid[0] * grid[1], config.seed)
+            return evaluate_jigsaw(model, images, permutations, MEAN, STD, config.batch_size)
+        return evaluate_classifier(model, images, labels, MEAN, STD, config.batch_size)
+
+    score_key = "patch_acc_hungarian" if jigsaw else "accuracy"
+    log = _MetricsLog(run_path / "metrics.jsonl", keep_until=step if config.resume else None) if master else None
+    progress_bar = _Progress(config, start_step) if master else None
+    stop = _StopSignal()
+    rng = torch.Generator(device=train_data.device)  # the data stream and the shuffles
+    loss_sum = torch.zeros((), device=device)
+    images_per_step = config.batch_size * world_size
+    t0 = time.perf_counter()
+    t_log, step_log = t0, step
+    elapsed = elapsed_before
+    vit.train()
+    while True:
+        elapsed = elapsed_before + time.perf_counter() - t0
+        progress = max(step / config.steps if config.steps else 0.0,
+                       elapsed / (60 * config.minutes) if config.minutes else 0.0)
+        stopping = progress >= 1.0 or stop.requested
+        if ddp:  # every rank takes the same learning rate and stops at the same step
+            agreed = torch.tensor([progress, float(stopping)], device=device)
+            dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+            progress, stopping = agreed[0].item(), bool(agreed[1].item())
+
+        # learning rate: warm-up, then cosine decay over the budget
+        scheduler.step_update(min(round(progress * _SCHEDULE_UNITS), _SCHEDULE_UNITS))
+
+        # evaluate and checkpoint (and re-seed the random streams, so a resumed run continues exactly)
+        at_boundary = step % config.eval_every == 0 or stopping
+        if at_boundary or step == start_step:
+            _reseed(rng, config.seed, rank, step)
+        if master and at_boundary and (step != start_step or not config.resume):
+            metrics = evaluate(eval_model, "val")
+            log.write({"step": step, "split": "val", **metrics, "elapsed": round(elapsed, 2)})
+            progress_bar.note_eval(step, metrics[score_key])
+            card = sidecar({"val": metrics}, finished=False)
+            if metrics[score_key] >= best_score:
+                best_score = metrics[score_key]
+                save_checkpoint(eval_model, out_path, card)
+            save_checkpoint(eval_model, run_path / "last.safetensors", card)
+            _write_resume(run_path / "resume.pt", {
+                "step": step, "elapsed": elapsed, "best_score": best_score, "config": asdict(config),
+                "model": vit.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), **({"ema": ema.state_dict()} if ema is not None else {}),
+            })
+        if stopping:
+            break
+
+        # forward and backward
+        images, labels = train_data.sample(config.batch_size, rng)  # (B, 3, S, S) in [0, 1], (B,)
+        images = normalize_images(images, MEAN, STD)
+        with autocast:
+            if jigsaw:
+                permutation = shuffle_permutation(grid[0] * grid[1], rng, batch_size=config.batch_size).to(device)
+                key_mask = key_keep_mask(config.batch_size, vit.num_prefix_tokens, grid[0] * grid[1],
+                                         config.key_drop, rng)
+                logits = net(images, permutation, None if key_mask is None else key_mask.to(device))  # (B, N, N)
+                targets = permutation  # (B, N): token k's true grid position
+            else:
+                logits = net(images)  # (B, classes)
+                targets = labels.to(device)
+            loss = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(),
+                                   label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+
+        # clip
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(vit.parameters(), config.grad_clip)
+
+        # step
+        optimizer.step()
+        if ema is not None:
+            ema.update(vit, step=step)
+        step += 1
+        loss_sum += loss.detach()
+
+        # log (the only host-device syncs of the loop)
+        if master and step % config.log_every == 0:
+            mean_loss = (loss_sum / (step - step_log)).item()  # waits for the device, so the rate below is true
+            now = time.perf_counter()
+            row = {
+                "step": step, "split": "train", "loss": mean_loss,
+                "accuracy": (logits.argmax(-1) == targets).float().mean().item(),
+                "lr": max(group["lr"] for group in optimizer.param_groups),
+                "images_per_s": images_per_step * (step - step_log) / (now - t_log),
+                "elapsed": round(elapsed_before + now - t0, 2),
+            }
+            log.write(row)
+            progress_bar.update(row, progress)
+            loss_sum.zero_()
+            t_log, step_log = now, step
+    stop.restore()
+
+    # final evaluation of the best weights, on the splits the summary reports
+    total_images_per_s = images_per_step * (step - start_step) / max(time.perf_counter() - t0, 1e-9)
+    result = RunResult(out_path, step, elapsed, total_images_per_s, vit, interrupted=stop.requested)
+    if master:
+        progress_bar.close()
+        if not stop.requested:
+            best = create_vit(architecture, jigsaw_grid=grid if jigsaw else None).to(device)
+            best.load_state_dict(load_file(str(out_path), device=str(device)))
+            result.metrics = {split: evaluate(best, split) for split in (("train", "val") if jigsaw else ("val", "test"))}
+            for split, metrics in result.metrics.items():
+                log.write({"step": step, "split": "final", "eval_split": split, **metrics})
+            save_checkpoint(best, out_path, sidecar(result.metrics, finished=True))
+        _print_summary(config, kind, result, run_path)
+    if ddp:
+        dist.destroy_process_group()
+    return result
+
+
+class _JigsawNet(nn.Module):
+    """The jigsaw forward as a module, so DDP and torch.compile see one call."""
+
+    def __init__(self, vit: nn.Module):
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, images: torch.Tensor, permutation: torch.Tensor, key_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        return jigsaw_logits(self.vit, images, permutation, key_mask)
+
+
+def _check(config: TrainConfig) -> None:
+    if config.steps < 0 or config.minutes < 0 or not (config.steps or config.minutes):
+        raise ConfigError(f"a run needs a budget: --steps {config.steps} and --minutes {config.minutes} (one must be positive)")
+    for name in ("batch_size", "eval_every", "log_every", "eval_images"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+    if not 0.0 <= config.warmup < 1.0:
+        raise ConfigError(f"--warmup is a fraction of the budget in [0, 1), got {config.warmup}")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(f"--ema-decay must be in [0, 1), got {config.ema_decay}")
+    if not config.name or "/" in config.name or config.name.startswith("."):
+        raise ConfigError(f"--name {config.name!r} must be a plain file name")
+    if isinstance(config, PretrainConfig) and not 0.0 <= config.key_drop < 1.0:
+        raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}")
+    model_shape(config)
+
+
+def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, dict[str, Any], Optional[dict]]:
+    """The timm VisionTransformer keys of this run, the config with its model size filled in, and
+    the backbone weights from ``--init`` (None without)."""
+    if isinstance(config, PretrainConfig):
+        shape = model_shape(config)
+        architecture = dict(**shape, num_classes=0, class_token=True, global_pool="token", pos_embed="none")
+        return replace(config, embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"]), architecture, None
+    assert isinstance(config, FinetuneConfig)
+    if not config.init:
+        shape = model_shape(config)
+        architecture = dict(**shape, num_classes=num_classes, class_token=True, global_pool="token", pos_embed="learn")
+        return replace(config, embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"]), architecture, None
+    init_model = load_model(config.init, device="cpu")  # raises ModelLoadError with a reason
+    card = init_model.card
+    if card.sidecar.get("kind") != "jigsaw":
+        raise ConfigError(f"--init {config.init}: {card.name} is a {card.sidecar.get('kind', 'non-vitviz')} model; "
+                          "--init takes a jigsaw checkpoint")
+    source = card.sidecar["architecture"]
+    wanted = {"patch_size": config.patch_size, "embed_dim": config.embed_dim, "depth": config.depth,
+              "num_heads": config.num_heads}
+    for key, value in wanted.items():
+        if value and value != source[key]:
+            raise ConfigError(f"--{key.replace('_', '-')} {value} differs from the --init checkpoint's {source[key]}; "
+                              "the model size comes from the checkpoint")
+    if config.mlp_ratio != source.get("mlp_ratio", 4.0):
+        raise ConfigError(f"--mlp-ratio {config.mlp_ratio} differs from the --init checkpoint's {source.get('mlp_ratio', 4.0)}")
+    config = replace(config, embed_dim=source["embed_dim"], depth=source["depth"], num_heads=source["num_heads"])
+    shape = model_shape(config)
+    architecture = {**source, **shape, "num_classes": num_classes, "global_pool": "token", "pos_embed": "learn"}
+    state = {k: v for k, v in init_model.state_dict().items() if not k.startswith("jigsaw_head.")}
+    return config, architecture, state
+
+
+def _load_backbone(vit: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Patch embedding, class token, blocks and norms from a jigsaw model; position table and head stay new."""
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    fresh = {"pos_embed", "head.weight", "head.bias"}
+    if unexpected or not set(missing) <= fresh:
+        raise ConfigError(f"--init {source} does not fit: missing {sorted(set(missing) - fresh)}, unexpected {unexpected}")
+
+
+def _reseed(rng: torch.Generator, seed: int, rank: int, step: int) -> None:
+    """Seed the data stream and torch's global generator from (seed, rank, step)."""
+    value = int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    rng.manual_seed(value)
+    torch.manual_seed(value)
+
+
+def _read_resume(path: Path, config: TrainConfig) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"--resume: nothing to resume, {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file; the user needs one sentence
+        raise ConfigError(f"--resume: {path} is not a readable resume state ({str(e).splitlines()[0]})") from None
+    saved = state.get("config", {})
+    ours = asdict(config)
+    differ = [k for k in ours if k != "resume" and k in saved and saved[k] != ours[k]]
+    if differ:
+        changes = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (now {ours[k]!r})" for k in differ)
+        raise ConfigError(f"--resume: the run in {path.parent} was started with {changes}; resume with the same options")
+    return state
+
+
+def _write_resume(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a state."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _code_version() -> str:
+    """vitviz's version and, in a git checkout, the commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(vitviz.__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{vitviz.__version__}+{commit}" if commit else vitviz.__version__
+
+
+class _StopSignal:
+    """SIGTERM (the app's cancel) and SIGINT ask the loop to write its last checkpoint and stop."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: no handlers, the caller owns signals
+                pass
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class _MetricsLog:
+    """Append-only JSONL; on resume, rows after the resumed step (written before the kill) are dropped."""
+
+    def __init__(self, path: Path, keep_until: Optional[int]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if keep_until is not None and path.exists():
+            rows = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= keep_until]
+        path.write_text("".join(row + "\n" for row in rows))
+        self._file = open(path, "a")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+
+class _Progress:
+    """One status line: step, loss, rate, time left; redrawn in place on a terminal."""
+
+    def __init__(self, config: TrainConfig, start_step: int):
+        self._name = config.name
+        self._total = f"/{config.steps}" if config.steps else ""
+        self._tty = sys.stderr.isatty()
+        self._eval = ""
+        self._start = start_step
+
+    def note_eval(self, step: int, score: float) -> None:
+        self._eval = f" | val {score:.3f} @{step}"
+
+    def update(self, row: dict[str, Any], progress: float) -> None:
+        left = row["elapsed"] * (1 - progress) / progress if progress > 0 else 0.0
+        line = (f"{self._name} step {row['step']}{self._total} | loss {row['loss']:.4f} | "
+                f"{row['images_per_s']:.0f} img/s | {_clock(row['elapsed'])} elapsed, {_clock(left)} left{self._eval}")
+        sys.stderr.write(("\r" + line.ljust(110)) if self._tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            sys.stderr.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _print_summary(config: TrainConfig, kind: str, result: RunResult, run_path: Path) -> None:
+    state = "stopped by a signal, last checkpoint written" if result.interrupted else "done"
+    print(f"\n{config.name} ({kind}): {state}; {result.steps} steps in {_clock(result.elapsed_s)}, "
+          f"{result.images_per_s:.0f} images/s")
+    if result.metrics:
+        columns = list(next(iter(result.metrics.values())))
+        print("  " + "split".ljust(8) + "".join(c.rjust(22) for c in columns))
+        for split, metrics in result.metrics.items():
+            print("  " + split.ljust(8) + "".join(f"{metrics[c]:22.4f}" for c in columns))
+    print(f"  best checkpoint: {result.checkpoint}; last checkpoint, resume state and metrics: {run_path}")
