@@ -19,8 +19,9 @@ DATASETS = {
                  "procedural": "procedural", "shapes": "shapes", "digits": "digits"},
 }
 FOLDER = "folder"
-STATE_ICONS = {"queued": "⏳", "running": "▶️", "finished": "✅", "failed": "❌", "cancelled": "⏹️"}
-NOTICE = "train_notice"  # a message for the next run: what a launch or a cancel did
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
+               "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
+LAUNCHED, NOTICE = "train_launched", "train_notice"  # messages for the next run: what a launch, a cancel did
 runner = JobRunner()
 
 
@@ -97,7 +98,7 @@ def job_card(job: Job) -> None:
         if job.state == "finished" and job.checkpoint.exists():
             st.success(f"**{spec.name}** is in the model picker in the sidebar.")
             metrics = read_sidecar(job.checkpoint).get("metrics", {})
-            st.dataframe(pd.DataFrame(metrics).T, width="content")
+            st.table(pd.DataFrame(metrics).T.style.format("{:.3f}"))
         if job.active or job.state == "failed":
             st.code("\n".join(job.log_tail(12 if job.state == "failed" else 6)) or "(no output yet)", language=None)
 
@@ -106,6 +107,10 @@ def job_card(job: Job) -> None:
 def jobs_panel() -> None:
     """The jobs, redrawn every two seconds on their own; a job that ends reruns the app for the model picker."""
     jobs = runner.jobs()
+    done = {j.id for j in jobs if j.checkpoint.exists() and not j.active}
+    if st.session_state.setdefault("train_done_seen", done) != done:
+        st.session_state["train_done_seen"] = done
+        st.rerun()  # the whole app, so that the sidebar's model picker lists the new checkpoint
     if NOTICE in st.session_state:
         st.info(st.session_state.pop(NOTICE))
     if not jobs:
@@ -113,10 +118,6 @@ def jobs_panel() -> None:
     ended = [j for j in jobs if not j.active]
     for job in [j for j in jobs if j.active] + ended[:5]:
         job_card(job)
-    done = {j.id for j in jobs if j.checkpoint.exists() and not j.active}
-    if st.session_state.setdefault("train_done_seen", done) != done:
-        st.session_state["train_done_seen"] = done
-        st.rerun()
 
 
 @st.cache_data(show_spinner="Computing attention…", max_entries=16)
@@ -138,6 +139,9 @@ def compare_section() -> None:
     cards = model_a.card, model_b.card
     depth, heads = min(c.depth for c in cards), min(c.num_heads for c in cards)
     c1, c2 = st.columns(2)
+    for key, largest in (("compare_layer", depth), ("compare_head", heads)):  # kept from models with more
+        if st.session_state.get(key, 0) > largest:
+            st.session_state[key] = largest
     # a slider needs two values at least
     layer = c1.slider("Layer", 1, depth, value=depth, key="compare_layer") - 1 if depth > 1 else 0
     head = c2.slider("Head", 1, heads, value=1, key="compare_head") - 1 if heads > 1 else 0
@@ -169,8 +173,10 @@ if st.button("Launch", type="primary", key="train_launch"):
     else:
         del st.session_state[f"train_name_{spec.task}"]  # the next run gets a fresh name
         where = "started" if launched.state == "running" else f"queued, place {launched.place}"
-        st.session_state[NOTICE] = f"Launched **{launched.spec.name}**: {where}."
+        st.session_state[LAUNCHED] = f"Launched **{launched.spec.name}**: {where}."
         st.rerun()
+if LAUNCHED in st.session_state:
+    st.success(st.session_state.pop(LAUNCHED))
 st.subheader("Jobs")
 jobs_panel()
 st.subheader("Compare two models")

@@ -68,10 +68,10 @@ def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(fo
     at.selectbox(key="train_data_finetune").set_value("digits")
     at.number_input(key="train_steps").set_value(5000)
     at.button(key="train_launch").click().run()
-    assert "Launched **my-classifier-1**: started." in [i.value for i in at.info]
+    assert [s.value for s in at.success] == ["Launched **my-classifier-1**: started."]
     assert at.text_input(key="train_name_finetune").value == "my-classifier-2"  # a fresh name for the next one
     at.button(key="train_launch").click().run()
-    assert "Launched **my-classifier-2**: queued, place 1." in [i.value for i in at.info]
+    assert [s.value for s in at.success] == ["Launched **my-classifier-2**: queued, place 1."]
     cards = [m.value for m in at.markdown if "my-classifier-" in m.value]
     assert "**my-classifier-2** · Classification fine-tuning on `digits` · 5000 steps · **queued**" in cards[0]
     assert "**my-classifier-1**" in cards[1] and cards[1].endswith("**running**")

@@ -1,0 +1,104 @@
+"""The Train view in headless Chromium: launch a fine-tune, watch its curve and its end, then look at the new
+model's attention; meanwhile a second session explores the Patches view, and a reload finds the job again."""
+
+import pytest
+
+from browser import assert_no_exception, open_view, plot_layouts, wait_idle
+from conftest import AppServer
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def train_server(output_dir, tmp_path_factory):
+    """The app with its own jobs root: what it trains never lands in the repository's jobs/."""
+    server = AppServer(output_dir / "streamlit-train-server.log", env={"VITVIZ_JOBS": str(tmp_path_factory.mktemp("jobs"))})
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"
+
+
+# The x values of a named trace of the training curves, read from the chart in the DOM.
+CURVE_STEPS = ("(name => { for (const p of document.querySelectorAll('.js-plotly-plot')) "
+               "for (const t of p.data || []) if (t.name === name) return Array.from(t.x); return []; })")
+CURVE_POINTS = f"(name => {CURVE_STEPS}(name).length)"
+
+
+def open_app(browser, url: str):
+    """A new browser session on the app, once the app's own sidebar is drawn.
+
+    Until the first run of a fresh server completes, Streamlit can show the navigation it would make from
+    the pages/ folder instead of the app's, without the sidebar's widgets.
+    """
+    tab = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+    tab.set_default_timeout(120_000)
+    tab.goto(url)
+    tab.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
+    wait_idle(tab)
+    return tab
+
+
+def choose(page, label: str, option: str, where: str = "main") -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    page.locator(f'{where} [data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    page.locator('[role="option"]').filter(has_text=option).first.click()
+    wait_idle(page)
+
+
+def set_number(page, label: str, value: str) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(value)
+    field.press("Enter")
+    wait_idle(page)
+
+
+def test_train_watch_finish_then_explore_the_new_model(browser, train_server, output_dir):
+    trainer = open_app(browser, train_server.url)
+    open_view(trainer, "Train")
+    choose(trainer, "Dataset", "digits")
+    set_number(trainer, "Steps", "40")
+    set_number(trainer, "Batch size", "16")
+    trainer.get_by_role("button", name="Launch").click()
+    trainer.get_by_text("Launched my-classifier-1: started.", exact=True).wait_for()
+
+    # a second session explores while the job runs: both answer
+    explorer = open_app(browser, train_server.url)
+    open_view(explorer, "Patches")
+    explorer.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(5).click(force=True)
+    explorer.wait_for_selector('[data-testid="stMarkdownContainer"]:has-text("Patch 5 sits at row")')
+    assert_no_exception(explorer)
+    explorer.screenshot(path=str(output_dir / "train-second-session-patches.png"), full_page=True)
+
+    # the curve appears by itself (the jobs panel refreshes without a click), and survives a reload
+    trainer.wait_for_function(f"() => {CURVE_POINTS}('train loss') > 0")
+    trainer.screenshot(path=str(output_dir / "train-running.png"), full_page=True)
+    trainer.reload()
+    trainer.wait_for_selector('h1:has-text("Train")')
+    trainer.locator('[data-testid="stMarkdownContainer"]').filter(
+        has_text="my-classifier-1 · Classification fine-tuning on digits · 40 steps").first.wait_for()
+
+    # the end: the checkpoint is announced and offered in the sidebar's model picker
+    trainer.get_by_text("my-classifier-1 is in the model picker in the sidebar.", exact=True).wait_for(timeout=300_000)
+    trainer.wait_for_selector('[data-testid="stTable"]:has-text("accuracy")')  # its final metrics
+    wait_idle(trainer)
+    assert_no_exception(trainer)
+    # every step logged (40 steps, one row each) and five evaluations after the one at step 0
+    assert trainer.evaluate(f"() => {CURVE_POINTS}('train loss')") == 40
+    assert trainer.evaluate(f"() => {CURVE_STEPS}('val accuracy')") == [0, 8, 16, 24, 32, 40]
+    trainer.screenshot(path=str(output_dir / "train-finished.png"), full_page=True)
+    choose(trainer, "Model", "my-classifier-1 (classifier)", where='[data-testid="stSidebar"]')
+
+    # its attention, in the Attention view
+    open_view(trainer, "Attention")
+    trainer.wait_for_selector(".js-plotly-plot")
+    wait_idle(trainer)
+    assert_no_exception(trainer)
+    main = trainer.locator("main").inner_text()
+    assert "2 layers x 2 heads" in main and "4x4 patches" in main  # the micro model just trained, at 32 px
+    assert len(plot_layouts(trainer)) >= 3
+    trainer.screenshot(path=str(output_dir / "train-new-model-attention.png"), full_page=True)
+    # and its card, with the metrics its training recorded
+    trainer.locator('[data-testid="stSidebarNav"] a').filter(has_text="Home").first.click()
+    trainer.wait_for_selector('h3:has-text("Model: my-classifier-1")')
+    wait_idle(trainer)
+    assert "Recorded metrics" in trainer.locator("main").inner_text()
