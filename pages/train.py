@@ -9,6 +9,7 @@ from vitviz import plots
 from vitviz.compare import class_attention, common_grid
 from vitviz.devices import default_device
 from vitviz.images import fit_to_model, to_tensor
+from vitviz.jigsaw import jigsaw_checkpoints
 from vitviz.jobs import MODEL_SIZES, Job, JobRunner, JobSpec, JobSpecError, JobStateError
 from vitviz.models import ModelLoadError, list_models, read_sidecar
 
@@ -37,7 +38,9 @@ def run_options() -> JobSpec:
         init = ""
         if task == "finetune":
             checkpoints = {e.ref: e.label for e in list_models() if e.source == "checkpoint"}
-            init = st.selectbox("Starting checkpoint", ["", *checkpoints],
+            options = ["", *checkpoints]
+            jigsaws = jigsaw_checkpoints()
+            init = st.selectbox("Starting checkpoint", options, index=options.index(jigsaws[0]) if jigsaws else 0,
                                 format_func=lambda r: checkpoints.get(r, "random weights"), key="train_init",
                                 help="A jigsaw checkpoint's blocks give the classifier a head start.")
         model = "micro"
@@ -49,7 +52,7 @@ def run_options() -> JobSpec:
             st.session_state[name_key] = runner.suggest_name("my-classifier" if task == "finetune" else "my-jigsaw")
         name = st.text_input("Checkpoint name", key=name_key)
     with right:
-        steps = st.number_input("Steps", value=100, step=50, key="train_steps")
+        steps = st.number_input("Steps", value=300, step=50, key="train_steps")
         batch_size = st.number_input("Batch size", value=32, step=8, key="train_batch")
         lr = st.number_input("Learning rate", value=1e-3, step=1e-4, format="%g", key="train_lr")
         image_size = st.number_input("Image size (px)", value=32, step=8, key="train_image_size")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from apptest import chart_specs, chart_titles, open_page
+from vitviz.jigsaw import jigsaw_checkpoints
 from vitviz.jobs import JobRunner
 from vitviz.models import create_vit, load_model, save_checkpoint
 
@@ -60,11 +61,20 @@ def test_bad_choices_are_refused_with_their_reason(folders):
     at.text_input(key="train_folder").set_value(str(folders / "no-such-folder"))
     at.button(key="train_launch").click().run()
     assert errors(at) == [f"dataset folder {folders / 'no-such-folder'} does not exist"]
+
+    # jigsaw pretraining: unlabeled data offered, no starting checkpoint, its own name
+    at.radio(key="train_task").set_value("pretrain").run()
+    assert at.selectbox(key="train_data_pretrain").value == "photos:1+procedural:1"
+    assert "train_init" not in [s.key for s in at.selectbox]
+    assert at.text_input(key="train_name_pretrain").value == "my-jigsaw-1"
     assert not at.exception and JobRunner().jobs() == []
 
 
 def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(folders):
     at = open_page("train", sample="astronaut")
+    assert "tiny-jigsaw" in jigsaw_checkpoints()
+    assert at.selectbox(key="train_init").value == jigsaw_checkpoints()[0]  # a jigsaw checkpoint is the default start
+    at.selectbox(key="train_init").set_value("")
     at.selectbox(key="train_data_finetune").set_value("digits")
     at.number_input(key="train_steps").set_value(5000)
     at.button(key="train_launch").click().run()
@@ -97,6 +107,8 @@ def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(fo
 
 def test_compare_shows_two_checkpoints_attention_and_their_difference(folders):
     at = open_page("train", sample="chelsea")
+    at.selectbox(key="compare_a").set_value("tiny-classifier")
+    at.selectbox(key="compare_b").set_value("tiny-jigsaw").run()
     assert not at.exception
     assert chart_titles(at) == ["Rollout", "Layer 2, head 1"]
     at.slider(key="compare_layer").set_value(1)

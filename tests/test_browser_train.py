@@ -56,6 +56,7 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
     trainer = open_app(browser, train_server.url)
     open_view(trainer, "Train")
     choose(trainer, "Dataset", "digits")
+    choose(trainer, "Starting checkpoint", "random weights")
     set_number(trainer, "Steps", "40")
     set_number(trainer, "Batch size", "16")
     trainer.get_by_role("button", name="Launch").click()

@@ -121,7 +121,7 @@ class JobSpec:
     model: str = "micro"  # size preset when starting from random weights
     image_size: int = 32  # input side in pixels
     patch_size: int = 0  # 0 = 8, or the starting checkpoint's (the only one it fits)
-    steps: int = 150  # optimizer steps
+    steps: int = 300  # optimizer steps
     batch_size: int = 32  # images per step
     lr: float = 1e-3  # peak learning rate
     seed: int = 0  # seeds the weights, the data stream and the evaluation set
