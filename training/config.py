@@ -85,7 +85,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps
     amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
     compile: bool = False  # torch.compile the model (worth it on a GPU for long runs)
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    threads: int = 0  # CPU threads for torch; 0 = all cores but one (on a busy 2-core machine two threads run ~10x slower than one)
 
 
 @dataclass
@@ -119,7 +119,7 @@ class QuickstartConfig:
     model: str = "starter"  # size preset shared by the three models
     seed: int = 0  # seeds all three runs
     device: str = "auto"  # auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    threads: int = 0  # CPU threads for torch; 0 = all cores but one
 
 
 @dataclass

@@ -79,8 +79,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     master = rank == 0  # evaluates, logs and writes files
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) - 1))
     out_path = Path(config.out_dir) / f"{config.name}.safetensors"
     run_path = Path(config.run_dir) / config.name
 

@@ -1,0 +1,284 @@
+"""The training module on tiny settings: pretrain, fine-tune, files, resume after a kill, SIGTERM, DDP, CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.cli import main
+from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig
+from training.data import fixed_set
+from training.evaluate import eval_permutations, evaluate_checkpoint
+from vitviz.jigsaw import jigsaw_metrics, position_logits
+from vitviz.models import load_model
+
+REPO = Path(__file__).resolve().parent.parent
+# 4x4 jigsaw grid at 16 px; the fine-tune keeps the 4 px patches at 32 px (an 8x8 grid).
+TINY = dict(model="micro", patch_size=4, batch_size=32, eval_images=64, log_every=5, threads=1, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """train() sets torch's thread count; put back what the rest of the session uses."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _rows(run_dir: Path, name: str, split: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / name / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain")
+    config = PretrainConfig(name="jig", out_dir=str(root / "models"), run_dir=str(root / "runs"), data="photos",
+                            image_size=16, steps=60, eval_every=30, lr=3e-3, **TINY)
+    result = train_quietly(config, ["pretrain", "--steps", "60"])
+    return config, result
+
+
+def train_quietly(config, command):
+    from training.train import train
+
+    return train(config, command=["python", "-m", "training", *command])
+
+
+def test_pretrain_writes_a_loadable_jigsaw_checkpoint_whose_loss_falls(pretrained):
+    config, result = pretrained
+    runs = Path(config.run_dir)
+    losses = [r["loss"] for r in _rows(runs, "jig", "train")]
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0] - 0.05
+    assert result.steps == 60 and not result.interrupted
+    assert sorted(p.name for p in Path(config.out_dir).iterdir()) == ["jig.json", "jig.safetensors"]
+    assert sorted(p.name for p in (runs / "jig").iterdir()) == ["last.json", "last.safetensors", "metrics.jsonl", "resume.pt"]
+    assert [r["step"] for r in _rows(runs, "jig", "val")] == [0, 30, 60]
+
+    sidecar = json.loads((Path(config.out_dir) / "jig.json").read_text())
+    assert sidecar["kind"] == "jigsaw" and sidecar["jigsaw"] == {"grid": [4, 4]}
+    assert sidecar["architecture"] == dict(img_size=16, patch_size=4, embed_dim=64, depth=2, num_heads=2,
+                                           mlp_ratio=4.0, num_classes=0, class_token=True, global_pool="token",
+                                           pos_embed="none")
+    assert sidecar["class_names"] == [] and set(sidecar["normalization"]) == {"mean", "std"}
+    training = sidecar["training"]
+    assert training["command"] == ["python", "-m", "training", "pretrain", "--steps", "60"]
+    assert (training["dataset"], training["steps"], training["seed"], training["finished"]) == ("photos", 60, 0, True)
+    assert training["config"]["lr"] == 3e-3 and training["config"]["embed_dim"] == 64
+    assert set(sidecar["metrics"]) == {"train", "val"} and sidecar["code_version"]
+
+    # The checkpoint, loaded as the app loads it, scores its validation set as the sidecar says.
+    model = load_model(Path(config.out_dir) / "jig.safetensors", device="cpu")
+    assert model.card.jigsaw_grid == (4, 4) and model.pos_embed is None
+    images, _, _ = fixed_set("photos", "val", 16, 64, seed=0)
+    permutations = eval_permutations(64, 16, seed=0)
+    with torch.no_grad():
+        metrics = jigsaw_metrics(position_logits(model, images, permutations), permutations)
+    for key, value in metrics.items():
+        assert value == pytest.approx(sidecar["metrics"]["val"][key], abs=1e-6)
+    assert sidecar["metrics"]["val"]["patch_acc_hungarian"] > 0.0625  # above chance after 60 steps
+
+
+def test_finetune_starts_from_the_jigsaw_blocks(pretrained, tmp_path):
+    config, result = pretrained
+    # With a zero learning rate nothing moves: the checkpoint shows exactly what --init loaded.
+    frozen = FinetuneConfig(name="frozen", out_dir=str(tmp_path), run_dir=str(tmp_path / "runs"), data="shapes",
+                            image_size=32, init=str(result.checkpoint), lr=0.0, min_lr=0.0, steps=2, eval_every=2,
+                            **{**TINY, "model": "tiny"})
+    train_quietly(frozen, ["finetune"])
+    jig, cls = load_file(str(result.checkpoint)), load_file(str(tmp_path / "frozen.safetensors"))
+    shared = [k for k in jig if not k.startswith("jigsaw_head.")]
+    assert all(torch.equal(jig[k], cls[k]) for k in shared)
+    assert set(cls) - set(shared) == {"pos_embed", "head.weight", "head.bias"}
+    assert cls["pos_embed"].shape == (1, 1 + 64, 64) and cls["head.weight"].shape == (4, 64)
+    sidecar = json.loads((tmp_path / "frozen.json").read_text())
+    assert sidecar["training"]["init"] == str(result.checkpoint)
+    assert sidecar["training"]["config"]["model"] == "tiny" and sidecar["architecture"]["embed_dim"] == 64
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory):
+    """A folder data set a few steps can learn: reddish against bluish noisy images."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("colours")
+    generator = torch.Generator().manual_seed(0)
+    for name, channel in (("blue", 2), ("red", 0)):
+        (root / name).mkdir()
+        for i in range(20):
+            pixels = torch.rand(24, 24, 3, generator=generator) * 0.6
+            pixels[..., channel] += 0.4
+            Image.fromarray((pixels * 255).byte().numpy()).save(root / name / f"{i}.png")
+    return root
+
+
+def test_finetune_learns_and_evaluate_reproduces_its_metrics(pretrained, colour_folder, tmp_path):
+    config, result = pretrained
+    finetune = FinetuneConfig(name="cls", out_dir=str(tmp_path), run_dir=str(tmp_path / "runs"),
+                              data=f"folder:{colour_folder}", image_size=32, init=str(result.checkpoint), steps=30,
+                              eval_every=15, **TINY)
+    done = train_quietly(finetune, ["finetune"])
+    losses = [r["loss"] for r in _rows(tmp_path / "runs", "cls", "train")]
+    assert sum(losses[-2:]) / 2 < losses[0] - 0.2
+    model = load_model(done.checkpoint, device="cpu")
+    assert model.card.class_names == ("blue", "red") and model.card.jigsaw_grid is None
+    sidecar = model.card.sidecar
+    assert sidecar["kind"] == "classifier" and set(sidecar["metrics"]) == {"val", "test"}
+    assert sidecar["metrics"]["test"]["accuracy"] == 1.0 and sidecar["metrics"]["test"]["chance"] == 0.5
+    _, _, metrics = evaluate_checkpoint(EvaluateConfig(checkpoint=str(done.checkpoint), split="val", images=64,
+                                                       device="cpu"))
+    assert metrics == pytest.approx(sidecar["metrics"]["val"])
+
+
+def test_a_time_budget_ends_the_run(tmp_path):
+    config = PretrainConfig(name="timed", out_dir=str(tmp_path), run_dir=str(tmp_path / "runs"), data="photos",
+                            image_size=16, steps=0, minutes=0.02, eval_every=1000, **TINY)
+    result = train_quietly(config, ["pretrain"])
+    assert result.steps > 0 and result.elapsed_s >= 1.2
+    assert _rows(tmp_path / "runs", "timed", "train")[-1]["lr"] < 0.2 * config.lr  # the cosine ran its course
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "training", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+_RUN = ["pretrain", "--data", "photos", "--model", "micro", "--image-size", "16", "--patch-size", "4",
+        "--batch-size", "16", "--eval-images", "32", "--eval-every", "20", "--log-every", "5", "--threads", "1"]
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        assert process.poll() is None, f"the run ended early: {process.communicate()[1][-2000:]}"
+        time.sleep(0.02)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def test_resume_after_sigkill_continues_the_uninterrupted_run(tmp_path):
+    steps = ["--steps", "100"]
+    whole = _cli(tmp_path, *_RUN, *steps, "--name", "whole")
+    assert whole.wait() == 0, whole.stderr.read()
+    killed = _cli(tmp_path, *_RUN, *steps, "--name", "killed")
+    # Step 45 is logged after the step-40 checkpoint is complete.
+    _wait_for(tmp_path / "runs/killed/metrics.jsonl", '"step": 45, "split": "train"', killed)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    saved = torch.load(tmp_path / "runs/killed/resume.pt", weights_only=True)
+    assert 40 <= saved["step"] < 100
+    resumed = _cli(tmp_path, *_RUN, *steps, "--name", "killed", "--resume")
+    assert resumed.wait() == 0, resumed.stderr.read()
+
+    sidecars = [json.loads((tmp_path / f"models/{n}.json").read_text()) for n in ("whole", "killed")]
+    assert sidecars[0]["training"]["steps"] == sidecars[1]["training"]["steps"] == 100
+    assert sidecars[1]["training"]["command"][-1] == "--resume"
+    # The same random streams from the checkpoint on: the very same weights and losses.
+    a, b = (load_file(str(tmp_path / f"runs/{n}/last.safetensors")) for n in ("whole", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[(r["step"], r["loss"]) for r in _rows(tmp_path / "runs", n, "train")] for n in ("whole", "killed")]
+    assert losses[0] == losses[1] and len(losses[0]) == 20
+
+
+def test_sigterm_writes_the_last_checkpoint_then_exits(tmp_path):
+    run = _cli(tmp_path, *_RUN, "--steps", "100000", "--eval-every", "100000", "--name", "cancelled")
+    _wait_for(tmp_path / "runs/cancelled/metrics.jsonl", '"step": 20, "split": "train"', run)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 143
+    assert "stopped by a signal" in run.stdout.read()
+    state = torch.load(tmp_path / "runs/cancelled/resume.pt", weights_only=True)
+    last = json.loads((tmp_path / "runs/cancelled/last.json").read_text())
+    assert last["training"]["steps"] == state["step"] >= 20 and last["training"]["finished"] is False
+    assert _rows(tmp_path / "runs", "cancelled", "val")[-1]["step"] == state["step"]
+
+
+_DDP_WORKER = """
+import os, sys
+import torch
+from safetensors.torch import save_file
+from training.config import PretrainConfig
+from training.train import train
+
+config = PretrainConfig(name="ddp", out_dir="models", run_dir="runs", data="photos", model="micro", image_size=16,
+                        patch_size=4, batch_size=16, steps=12, eval_every=6, eval_images=32, log_every=3,
+                        threads=1, device="cpu")
+result = train(config)
+save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, f"rank{os.environ['RANK']}.safetensors")
+"""
+
+
+def test_torchrun_two_processes_keep_identical_weights(tmp_path):
+    (tmp_path / "worker.py").write_text(_DDP_WORKER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "worker.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    start = load_file(str(tmp_path / "runs/ddp/last.safetensors"))  # written by rank 0 at the last step
+    assert all(torch.equal(rank0[k], start[k]) for k in rank0)
+    assert json.loads((tmp_path / "models/ddp.json").read_text())["training"]["world_size"] == 2
+    assert done.stdout.count("ddp (jigsaw): done") == 1  # only rank 0 reports
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pretrain", "--data", "nowhere/at/all"], "No folder at"),
+    (["pretrain", "--image-size", "30", "--patch-size", "8"], "does not divide"),
+    (["pretrain", "--key-drop", "1.5"], "--key-drop"),
+    (["pretrain", "--model", "huge"], "unknown model preset"),
+    (["pretrain", "--resume", "--name", "never-ran"], "nothing to resume"),
+    (["finetune", "--data", "procedural"], "has no labels"),
+    (["finetune", "--init", "missing/jig.safetensors"], "No file at"),
+    (["evaluate", "missing/model.safetensors"], "No file at"),
+    (["pretrain", "--unknown-option", "3"], "unrecognized arguments: --unknown-option"),
+    (["pretrain", "--steps", "many"], "invalid int value"),
+])
+def test_bad_input_gets_one_sentence_and_exit_code_2(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_init_refuses_a_classifier_checkpoint(pretrained, tmp_path, capsys):
+    _, result = pretrained
+    classifier = FinetuneConfig(name="cls", out_dir=str(tmp_path), run_dir=str(tmp_path / "runs"), data="shapes",
+                                image_size=32, steps=1, eval_every=1, **TINY)
+    train_quietly(classifier, ["finetune"])
+    capsys.readouterr()
+    code = main(["finetune", "--init", str(tmp_path / "cls.safetensors"), "--out-dir", str(tmp_path)])
+    assert code == 2 and "--init takes a jigsaw checkpoint" in capsys.readouterr().err
+    code = main(["finetune", "--init", str(result.checkpoint), "--patch-size", "8", "--out-dir", str(tmp_path)])
+    assert code == 2 and "differs from the --init checkpoint's 4" in capsys.readouterr().err
+
+
+def test_resume_with_other_options_is_refused(pretrained, capsys):
+    config, _ = pretrained
+    args = ["pretrain", "--name", "jig", "--run-dir", config.run_dir, "--out-dir", config.out_dir, "--resume",
+            "--data", "photos", "--model", "micro", "--image-size", "16", "--patch-size", "4", "--steps", "80"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "was started with" in err and "--steps 60 (now 80)" in err
+
+
+def test_help_explains_every_option(capsys):
+    for command, config_class in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for name in config_class.__dataclass_fields__:
+            assert f"--{name.replace('_', '-')}" in text
