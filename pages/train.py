@@ -1,4 +1,4 @@
-"""Train: launch jigsaw pretraining or a classification fine-tune, watch it live, cancel it; compare two models' attention."""
+"""Train: launch jigsaw pretraining or a fine-tune, watch it live, cancel it; compare two models' attention."""
 
 import numpy as np
 import pandas as pd

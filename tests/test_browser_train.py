@@ -12,7 +12,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def train_server(output_dir, tmp_path_factory):
     """The app with its own jobs root: what it trains never lands in the repository's jobs/."""
-    server = AppServer(output_dir / "streamlit-train-server.log", env={"VITVIZ_JOBS": str(tmp_path_factory.mktemp("jobs"))})
+    jobs = tmp_path_factory.mktemp("jobs")
+    server = AppServer(output_dir / "streamlit-train-server.log", env={"VITVIZ_JOBS": str(jobs)})
     yield server
     server.stop()
     assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"

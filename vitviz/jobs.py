@@ -130,7 +130,7 @@ class JobSpec:
 
     @property
     def eval_every(self) -> int:
-        """Five evaluations (and checkpoints) per run: the curve gets validation points, a cancel keeps recent weights."""
+        """Five evaluations (and checkpoints) a run: points on the validation curve, recent weights kept on cancel."""
         return max(1, self.steps // 5)
 
     @property
@@ -272,6 +272,7 @@ class JobRunner:
         with self._locked():
             if not (folder / "status.json").is_file():
                 raise JobStateError(f"no job {job_id!r} in {self.root}")
+            self._advance()  # a job whose processes are gone is failed, not cancelled
             status = _read_json(folder / "status.json")
             if status["state"] not in ACTIVE_STATES:
                 raise JobStateError(f"job {job_id} has already ended ({status['state']})")
@@ -296,7 +297,8 @@ class JobRunner:
             if job.state != "running":
                 continue
             status = _read_json(job.folder / "status.json")
-            if _alive(status.get("pid"), status.get("pid_start")) or _alive(status.get("train_pid"), status.get("train_pid_start")):
+            if _alive(status.get("pid"), status.get("pid_start")) or \
+                    _alive(status.get("train_pid"), status.get("train_pid_start")):
                 busy.add(_device_key(job.spec.device))
             else:
                 tail = _tail(job.log_path, 1)
@@ -352,7 +354,8 @@ def _validate(spec: JobSpec, out_dir: Path) -> JobSpec:
     for directory in [*checkpoint_dirs(), out_dir]:
         existing = directory / f"{spec.name}.safetensors"
         if existing.exists():
-            raise JobSpecError("name", f"a checkpoint named {spec.name!r} already exists ({existing}); choose another name")
+            raise JobSpecError("name", f"a checkpoint named {spec.name!r} already exists ({existing}); "
+                                       "choose another name")
     for field in ("steps", "batch_size", "image_size", "eval_images", "seed"):
         value = getattr(spec, field)
         low, high = LIMITS[field]
