@@ -134,6 +134,9 @@ def compare_section() -> None:
     a_col, b_col = st.columns(2)
     ref_a = a_col.selectbox("Model A", refs, index=0, format_func=entries.get, key="compare_a")
     ref_b = b_col.selectbox("Model B", refs, index=min(1, len(refs) - 1), format_func=entries.get, key="compare_b")
+    if ref_a == ref_b:
+        st.info("Choose two different models.")
+        return
     try:
         model_a, model_b = ui.cache.model(ref_a), ui.cache.model(ref_b)
     except ModelLoadError as e:

@@ -40,8 +40,10 @@ def open_app(browser, url: str):
 
 
 def choose(page, label: str, option: str, where: str = "main") -> None:
-    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
-    page.locator(f'{where} [data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``: typed, so that a long list needs no scrolling."""
+    box = page.locator(f'{where} [data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    box.locator("input").fill(option)
     page.locator('[role="option"]').filter(has_text=option).first.click()
     wait_idle(page)
 
@@ -88,6 +90,15 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
     assert trainer.evaluate(f"() => {CURVE_POINTS}('train loss')") == 40
     assert trainer.evaluate(f"() => {CURVE_STEPS}('val accuracy')") == [0, 8, 16, 24, 32, 40]
     trainer.screenshot(path=str(output_dir / "train-finished.png"), full_page=True)
+
+    # compare the new model's attention with another's, on the same image
+    choose(trainer, "Model A", "my-classifier-1 (classifier)")
+    choose(trainer, "Model B", "vit_tiny_patch16_224 (timm)")
+    comparison = trainer.locator(".js-plotly-plot").filter(has_text="my-classifier-1 minus").first
+    comparison.wait_for()
+    comparison.scroll_into_view_if_needed()
+    assert trainer.locator(".js-plotly-plot").filter(has_text="my-classifier-1 minus").count() == 2  # rollout, head
+    trainer.screenshot(path=str(output_dir / "train-compare.png"))
     choose(trainer, "Model", "my-classifier-1 (classifier)", where='[data-testid="stSidebar"]')
 
     # its attention, in the Attention view

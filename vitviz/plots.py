@@ -559,17 +559,18 @@ def attention_comparison(
     diff = a - b
     top = float(max(a.max(), b.max()))
     spread = float(np.abs(diff).max()) or 1.0
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.06,
+    # the gap after the second panel holds the shared colour bar of the first two
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.1,
                         subplot_titles=(names[0], names[1], f"{names[0]} minus {names[1]}"))
     heat = dict(x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy)
     for col, (z, name) in enumerate(((a, names[0]), (b, names[1])), start=1):
         fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=col)
         fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=top, colorscale="Inferno", opacity=0.6, showscale=col == 2,
-                                 colorbar=dict(title="x uniform", x=0.63, len=0.8), **heat,
+                                 colorbar=dict(title="x uniform", x=0.64, thickness=12, len=0.8), **heat,
                                  hovertemplate=f"{name}<br>" + "cell (%{y:.0f}, %{x:.0f}) px: %{z:.2f}<extra></extra>"),
                       row=1, col=col)
     fig.add_trace(go.Heatmap(z=diff, zmin=-spread, zmax=spread, colorscale="RdBu_r", zmid=0, **heat,
-                             colorbar=dict(title="difference", x=1.0, len=0.8),
+                             colorbar=dict(title="difference", x=1.01, thickness=12, len=0.8),
                              hovertemplate="cell (%{y:.0f}, %{x:.0f}) px: %{z:+.2f}<extra></extra>"), row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(visible=False, range=[-0.5, size_w - 0.5], constrain="domain", row=1, col=col)
