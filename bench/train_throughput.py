@@ -5,19 +5,19 @@ Both train the same timm ViT (classification from scratch) with the same batch, 
 loss bookkeeping, logging and checkpoints. The ratio (aim: at least 0.95) is its overhead.
 
     python bench/train_throughput.py                      # CPU: ViT-Ti size at 32 px, 8 px patches
+    python bench/train_throughput.py --clock process      # the same on a CPU shared with other jobs
     python bench/train_throughput.py --device cuda --model vit_small_patch16_224 --image-size 224
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
 import os
-import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,18 +43,23 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32, help="input side in pixels (default: 32)")
     parser.add_argument("--patch-size", type=int, default=0, help="patch side; 0 = 8 on a CPU, the timm model's on a GPU")
     parser.add_argument("--batch-size", type=int, default=0, help="0 = 64 on a CPU, 256 on a GPU")
-    parser.add_argument("--steps", type=int, default=0, help="measured steps per loop; 0 = 30 on a CPU, 200 on a GPU")
+    parser.add_argument("--steps", type=int, default=0, help="measured steps per loop; 0 = 40 on a CPU, 300 on a GPU")
     parser.add_argument("--data", default="digits", help="dataset spec both loops draw from (default: digits)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = all cores but one, as training")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="wall time, or this process's CPU time (for a CPU shared with other jobs; CPU only)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or max(1, (os.cpu_count() or 1) - 1)  # both loops run with the same count
+    torch.set_num_threads(threads)
 
     device = resolve_device(args.device)
     on_gpu = device.type == "cuda"
+    if on_gpu and args.clock == "process":
+        parser.error("--clock process measures CPU work; a GPU's work needs --clock wall")
+    clock = time.process_time if args.clock == "process" else time.perf_counter
     batch_size = args.batch_size or (256 if on_gpu else 64)
-    steps = args.steps or (200 if on_gpu else 30)
+    steps = args.steps or (300 if on_gpu else 40)
     warmup = max(5, steps // 10)
     reference = timm.create_model(args.model, pretrained=False)
     patch_size = args.patch_size or (reference.patch_embed.patch_size[0] if on_gpu else 8)
@@ -62,64 +67,60 @@ def main() -> None:
                  num_heads=reference.blocks[0].attn.num_heads)
     del reference
 
+    def sync() -> None:
+        if on_gpu:
+            torch.cuda.synchronize(device)
+
     # the bare loop: the same model, batch, data and optimizer
     data = build_data(args.data, "train", args.image_size, device=device)
     torch.manual_seed(0)
     model = create_vit(dict(img_size=args.image_size, patch_size=patch_size, **shape, num_classes=data.num_classes,
                             class_token=True, global_pool="token")).to(device)
-    config = FinetuneConfig()  # the learning rate and weight decay vitviz's loop uses
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=config.lr, weight_decay=config.weight_decay)
+    defaults = FinetuneConfig()  # the learning rate and weight decay vitviz's loop uses
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=defaults.lr, weight_decay=defaults.weight_decay)
     net = torch.compile(model) if args.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else nullcontext()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
     generator = torch.Generator(device=data.device).manual_seed(0)
-    log_every = max(1, steps // 10)
 
-    def bare_step() -> None:
-        images, labels = data.sample(batch_size, generator)
-        with autocast:
-            loss = F.cross_entropy(net(normalize_images(images, MEAN, STD)).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def bare_rate() -> float:
+        sync()
+        start = clock()
+        for _ in range(steps):
+            images, labels = data.sample(batch_size, generator)
+            with autocast:
+                loss = F.cross_entropy(net(normalize_images(images, MEAN, STD)).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync()
+        return batch_size * steps / (clock() - start)
 
-    def bare_rates() -> list[float]:
-        rates = []
-        for _ in range(steps // log_every):  # timed in the same intervals as vitviz's log
-            if on_gpu:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(log_every):
-                bare_step()
-            if on_gpu:
-                torch.cuda.synchronize()
-            rates.append(batch_size * log_every / (time.perf_counter() - start))
-        return rates
+    # vitviz's loop: two whole runs, `warmup` and `warmup + steps` steps; their difference is `steps` steps
+    # of the loop (set-up, compilation and the evaluations at the start and the end cancel out)
+    def run_seconds(total_steps: int) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = FinetuneConfig(name="bench", out_dir=tmp, run_dir=tmp, data=args.data, image_size=args.image_size,
+                                    patch_size=patch_size, model="vit_tiny", **shape, batch_size=batch_size,
+                                    steps=total_steps, eval_every=10 * (warmup + steps), eval_images=batch_size,
+                                    device=str(device), compile=args.compile, threads=threads)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                sync()
+                start = clock()
+                train(config, command=sys.argv)
+                sync()
+                return clock() - start
 
-    for _ in range(warmup):
-        bare_step()
-    bare_before = statistics.median(bare_rates())
-
-    # vitviz's loop: its own log gives the rate of every log interval after the warm-up
-    with tempfile.TemporaryDirectory() as tmp:
-        run = FinetuneConfig(name="bench", out_dir=tmp, run_dir=tmp, data=args.data, image_size=args.image_size,
-                             patch_size=patch_size, model="vit_tiny", **shape, batch_size=batch_size,
-                             steps=warmup + steps, eval_every=10 * (warmup + steps), eval_images=batch_size,
-                             log_every=log_every, device=str(device), compile=args.compile)
-        result = train(run, command=sys.argv)
-        rows = [json.loads(line) for line in (Path(tmp) / "bench" / "metrics.jsonl").read_text().splitlines()]
-        rates = [r["images_per_s"] for r in rows if r["split"] == "train" and r["step"] - log_every >= warmup]
-        ours = statistics.median(rates)
-
-    # the bare loop again: machine drift shows as a difference between the two bare figures
-    bare_after = statistics.median(bare_rates())
+    bare_rate()  # warm-up
+    bare_before = bare_rate()
+    ours = batch_size * steps / (run_seconds(warmup + steps) - run_seconds(warmup))
+    bare_after = bare_rate()  # drift of the machine shows as a difference between the two bare figures
     bare = (bare_before + bare_after) / 2
 
-    name = torch.cuda.get_device_name(device) if on_gpu else f"cpu, {torch.get_num_threads()} threads"
-    print(f"\n{args.model} size ({shape['embed_dim']} wide, {shape['depth']} deep), {args.image_size} px, "
-          f"{patch_size} px patches, batch {batch_size}, {args.data}, on {name}")
-    print(f"  vitviz training loop   {ours:10.1f} images/s  (median of {len(rates)} intervals; {result.steps} steps)")
-    print(f"  bare PyTorch loop      {bare:10.1f} images/s  (mean of the medians before, {bare_before:.1f}, "
-          f"and after, {bare_after:.1f})")
+    name = torch.cuda.get_device_name(device) if on_gpu else f"cpu, {threads} thread{'s' * (threads > 1)}"
+    print(f"{args.model} size ({shape['embed_dim']} wide, {shape['depth']} deep), {args.image_size} px, "
+          f"{patch_size} px patches, batch {batch_size}, {args.data}, {steps} steps, on {name}, {args.clock} clock")
+    print(f"  vitviz training loop   {ours:10.1f} images/s")
+    print(f"  bare PyTorch loop      {bare:10.1f} images/s  (before {bare_before:.1f}, after {bare_after:.1f})")
     print(f"  ratio                  {ours / bare:10.3f}")
 
 

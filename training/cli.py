@@ -17,7 +17,7 @@ from .config import (
     QuickstartConfig,
     field_help,
 )
-from .data import DataError
+from .data import DataError, describe_specs
 
 __all__ = ["main"]
 
@@ -74,10 +74,12 @@ def _evaluate(config: EvaluateConfig) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m training", description=(sys.modules["training"].__doc__ or "").split("\n\n")[0])
+    parser = _Parser(prog="python -m training", description=sys.modules["training"].__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, (config_class, summary) in _COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=config_class.__doc__,
+                                  epilog=describe_specs() if name != "quickstart" else None,
                                   formatter_class=argparse.RawDescriptionHelpFormatter,
                                   argument_default=argparse.SUPPRESS)
         helps = field_help(config_class)

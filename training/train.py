@@ -227,7 +227,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
         step += 1
         loss_sum += loss.detach()
 
-        # log (the only host-device syncs of the loop)
+        # log (with the DDP agreement above, the only host-device syncs of the loop)
         if master and step % config.log_every == 0:
             mean_loss = (loss_sum / (step - step_log)).item()  # waits for the device, so the rate below is true
             now = time.perf_counter()
