@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from training.cli import main
-from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig
+from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig, QuickstartConfig, model_shape
 from training.data import fixed_set
 from training.evaluate import eval_permutations, evaluate_checkpoint
 from vitviz.jigsaw import jigsaw_metrics, position_logits
@@ -167,8 +167,7 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float =
 
 def test_resume_after_sigkill_continues_the_uninterrupted_run(tmp_path):
     steps = ["--steps", "100"]
-    whole = _cli(tmp_path, *_RUN, *steps, "--name", "whole")
-    assert whole.wait() == 0, whole.stderr.read()
+    whole = _cli(tmp_path, *_RUN, *steps, "--name", "whole")  # side by side, one thread each
     killed = _cli(tmp_path, *_RUN, *steps, "--name", "killed")
     # Step 45 is logged after the step-40 checkpoint is complete.
     _wait_for(tmp_path / "runs/killed/metrics.jsonl", '"step": 45, "split": "train"', killed)
@@ -178,6 +177,7 @@ def test_resume_after_sigkill_continues_the_uninterrupted_run(tmp_path):
     assert 40 <= saved["step"] < 100
     resumed = _cli(tmp_path, *_RUN, *steps, "--name", "killed", "--resume")
     assert resumed.wait() == 0, resumed.stderr.read()
+    assert whole.wait() == 0, whole.stderr.read()
 
     sidecars = [json.loads((tmp_path / f"models/{n}.json").read_text()) for n in ("whole", "killed")]
     assert sidecars[0]["training"]["steps"] == sidecars[1]["training"]["steps"] == 100
@@ -282,3 +282,17 @@ def test_help_explains_every_option(capsys):
         text = " ".join(capsys.readouterr().out.split())
         for name in config_class.__dataclass_fields__:
             assert f"--{name.replace('_', '-')}" in text
+
+
+def test_quickstart_plans_a_coarse_pretext_then_a_finer_fine_tune_within_the_budget():
+    from training.quickstart import starter_configs
+
+    pretrain, finetune = starter_configs(QuickstartConfig(minutes=20))
+    assert pretrain.patch_size == finetune.patch_size == 8
+    assert (pretrain.image_size // 8, finetune.image_size // 8) == (4, 8)  # 4x4 pretext grid, 8x8 fine-tune
+    assert pretrain.data == "photos:1+procedural:1" and pretrain.eval_data == "photos" and finetune.data == "shapes"
+    # The scratch run repeats the fine-tune's steps: the three runs take about 2 fine-tune budgets + 1 pretrain.
+    assert 18 <= pretrain.minutes + 2 * finetune.minutes < 20
+    shape = model_shape(pretrain)
+    parameters = shape["depth"] * 12 * shape["embed_dim"] ** 2  # the blocks, which dominate
+    assert 3 * 4 * parameters < 25e6 * 0.9  # three float32 checkpoints fit the 25 MB bundle
