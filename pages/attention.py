@@ -19,21 +19,21 @@ Query = Union[int, Literal["patches"]]
 
 # One forward pass per (model, image); every slider and click below reuses it.
 @st.cache_data(max_entries=8, show_spinner="Running the model…")
-def cached_capture(_model: torch.nn.Module, model_ref: str, image_key: str,
+def cached_capture(_model: torch.nn.Module, model_key: str, image_key: str,
                    _inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     logits, attentions = attention.capture(_model, _inputs)
     return logits.cpu(), [a.cpu() for a in attentions]  # (1, C), L x (1, H, N, N)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def cached_rollout(model_ref: str, image_key: str, head_fusion: str, discard_ratio: float, start_layer: int,
+def cached_rollout(model_key: str, image_key: str, head_fusion: str, discard_ratio: float, start_layer: int,
                    _attentions: list[torch.Tensor]) -> torch.Tensor:
     return attention.rollout(_attentions, head_fusion, discard_ratio, start_layer)  # (1, N, N)
 
 
 # One backward pass per (model, image, class, discard ratio); relevance and gradient rollout share it.
 @st.cache_data(max_entries=32, show_spinner="One backward pass for this class…")
-def cached_gradient_maps(_model: torch.nn.Module, model_ref: str, image_key: str, target: int, discard_ratio: float,
+def cached_gradient_maps(_model: torch.nn.Module, model_key: str, image_key: str, target: int, discard_ratio: float,
                          _inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _, attentions, gradients = attention.attention_gradients(_model, _inputs, target)
     card = _model.card
@@ -44,7 +44,7 @@ def cached_gradient_maps(_model: torch.nn.Module, model_ref: str, image_key: str
 
 
 @st.cache_data(max_entries=4, show_spinner=f"Running the model on the {len(PHOTO_NAMES)} sample photos…")
-def cached_sample_distance(_model: torch.nn.Module, model_ref: str) -> torch.Tensor:
+def cached_sample_distance(_model: torch.nn.Module, model_key: str) -> torch.Tensor:
     card = _model.card
     device = next(_model.parameters()).device
     batches = (normalize(to_tensor(fit_to_model(load_sample(name), card.image_size)).unsqueeze(0).to(device), _model)
@@ -93,7 +93,7 @@ card, model = ctx.card, ctx.model
 gh, gw = card.grid_size
 prefix = card.num_prefix_tokens
 image = ctx.pixels[0]
-logits, attentions = cached_capture(model, ctx.model_ref, ctx.image_key, ctx.inputs)
+logits, attentions = cached_capture(model, ctx.model_key, ctx.image_key, ctx.inputs)
 st.caption(f"{ctx.image_label}: {card.depth} layers x {card.num_heads} heads, each a {prefix + gh * gw}x{prefix + gh * gw} "
            f"matrix over {prefix} prefix token(s) and {gh}x{gw} patches. Maps show a query's attention to the patches; "
            "its attention to the prefix tokens is left out, not renormalised away.")
@@ -139,7 +139,7 @@ fusion = c1.selectbox("Head fusion", ["mean", "max", "min"], key="att_fusion")
 discard = c2.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard",
                     help="Zero this fraction of the smallest entries of each fused matrix (never the class token on itself).")
 start = c3.slider("Start layer", 1, card.depth, 1, key="att_start") - 1
-rolled = cached_rollout(ctx.model_ref, ctx.image_key, fusion, discard, start, attentions)
+rolled = cached_rollout(ctx.model_key, ctx.image_key, fusion, discard, start, attentions)
 rollout_map = attention.query_map(rolled, query, (gh, gw), prefix)[0]  # (gh, gw)
 ui.show_figure(plots.attention_overlay(image, rollout_map, card.patch_size, selected=selected, colorbar_title="rollout",
                                        title=f"Rollout of {query_name(query, card)}, layers {start + 1}-{card.depth}, "
@@ -156,7 +156,7 @@ if card.num_classes:
     target = st.selectbox("Class", probability.argsort(descending=True).tolist(), key="att_class",
                           format_func=lambda c: f"{card.class_names[c]} ({c}), p = {probability[c]:.1%}")
     grad_discard = st.slider("Gradient rollout discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_grad_discard")
-    grad_map, relevance_map = cached_gradient_maps(model, ctx.model_ref, ctx.image_key, int(target), grad_discard,
+    grad_map, relevance_map = cached_gradient_maps(model, ctx.model_key, ctx.image_key, int(target), grad_discard,
                                                    ctx.inputs)
     g1, g2 = st.columns(2)
     with g1:
@@ -192,7 +192,7 @@ data = {"this_image_px": distance}
 reference = None
 if st.checkbox(f"Also average over the {len(PHOTO_NAMES)} bundled sample photos "
                f"({len(PHOTO_NAMES)} forward passes, once per model)", key="att_distance_samples"):
-    reference = cached_sample_distance(model, ctx.model_ref)
+    reference = cached_sample_distance(model, ctx.model_key)
     data["sample_photos_px"] = reference
 ui.show_figure(plots.attention_distance(distance, reference, reference_label="sample photos (mean)"),
                "attention-distance", data)

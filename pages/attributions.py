@@ -22,7 +22,7 @@ Options = tuple[tuple[str, int], ...]
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the model…")
-def cached_probabilities(_model: torch.nn.Module, model_ref: str, image_key: str, _inputs: torch.Tensor) -> torch.Tensor:
+def cached_probabilities(_model: torch.nn.Module, model_key: str, image_key: str, _inputs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return _model(_inputs)[0].float().softmax(dim=-1).cpu()  # (C,)
 
@@ -30,7 +30,7 @@ def cached_probabilities(_model: torch.nn.Module, model_ref: str, image_key: str
 # Once per (model, image, method, class, options). The progress bar is made inside, so a cache hit
 # replays it to its end, where it is emptied.
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_maps(_model: torch.nn.Module, model_ref: str, image_key: str, method: str, target: int, options: Options,
+def cached_maps(_model: torch.nn.Module, model_key: str, image_key: str, method: str, target: int, options: Options,
                 _inputs: torch.Tensor) -> AttributionMaps:
     bar = st.progress(0.0, text=f"{method}…")
     maps = METHODS[method](_model).attribute(
@@ -40,7 +40,7 @@ def cached_maps(_model: torch.nn.Module, model_ref: str, image_key: str, method:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_curves(_model: torch.nn.Module, model_ref: str, image_key: str, method: str, target: int, options: Options,
+def cached_curves(_model: torch.nn.Module, model_key: str, image_key: str, method: str, target: int, options: Options,
                   steps: str, fill: tuple[float, ...], _inputs: torch.Tensor, _patch: torch.Tensor) -> tuple[Curve, Curve]:
     bar = st.progress(0.0, text=f"Deleting and revealing patches for {method}…")
     maps = _patch[None]  # (1, gh, gw)
@@ -105,7 +105,7 @@ card, model = ctx.card, ctx.model
 if not card.num_classes:
     st.info(f"**{card.name}** has no classification head: there is no class score to attribute.")
     st.stop()
-probability = cached_probabilities(model, ctx.model_ref, ctx.image_key, ctx.inputs)
+probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
 methods, target, ig_steps, samples, steps, resolution = attribution_controls(probability, card.class_names)
 truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
 st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "
@@ -116,7 +116,7 @@ if not methods:
     st.info("Pick at least one method.")
     st.stop()
 
-results = {name: cached_maps(model, ctx.model_ref, ctx.image_key, name, target,
+results = {name: cached_maps(model, ctx.model_key, ctx.image_key, name, target,
                              method_options(name, ig_steps, samples), ctx.inputs) for name in methods}
 scaled = {name: maps.scaled() for name, maps in results.items()}
 shown = {name: (maps.patch if resolution == "patches" else maps.pixel)[0] for name, maps in scaled.items()}
@@ -132,7 +132,7 @@ st.caption("Patches in the order of each map, most relevant first. Deletion repl
            f"dataset mean ({'of the shapes training items' if pixel_mean else 'the model normalises with'}); "
            f"insertion reveals them on a copy blurred by half a patch. A faithful map makes the class probability "
            "fall fast (low deletion AUC) and rise fast (high insertion AUC).")
-curves = {name: cached_curves(model, ctx.model_ref, ctx.image_key, name, target, method_options(name, ig_steps, samples),
+curves = {name: cached_curves(model, ctx.model_key, ctx.image_key, name, target, method_options(name, ig_steps, samples),
                               steps, fill, ctx.inputs, maps.patch[0]) for name, maps in results.items()}
 curve_data = {"fraction": next(iter(curves.values()))[0].fractions}
 for name, (deletion, insertion) in curves.items():

@@ -17,7 +17,7 @@ ANIMATION_BUDGET = 2_000_000  # pixel values (frames x 3 x H x W) an animation m
 
 # One forward pass per puzzle; the decoders, figures and steps below reuse it.
 @st.cache_data(max_entries=32, show_spinner="The jigsaw model places the patches…")
-def cached_logits(_model: torch.nn.Module, model_ref: str, image_key: str, seed: int, k: int,
+def cached_logits(_model: torch.nn.Module, model_key: str, image_key: str, seed: int, k: int,
                   region: Optional[tuple[int, ...]], drop: float, _pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     gh, gw = _model.card.grid_size
     generator = torch.Generator().manual_seed(seed)  # the shuffle, then the dropped keys
@@ -81,7 +81,7 @@ gh, gw = card.grid_size
 p = card.patch_size
 seed, k, region, drop, pin = jigsaw_controls(card)
 try:
-    permutation, logits = cached_logits(model, ctx.model_ref, ctx.image_key, seed, k, region, drop, ctx.pixels)
+    permutation, logits = cached_logits(model, ctx.model_key, ctx.image_key, seed, k, region, drop, ctx.pixels)
 except ValueError as e:  # a jigsaw head on a model that cannot play (positional embeddings, another grid)
     st.error(f"**{card.name}** cannot place patches: {e}")
     st.stop()

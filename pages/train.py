@@ -155,7 +155,7 @@ def compare_section() -> None:
         st.caption(f"The two models differ in depth or heads: layers 1-{depth} and heads 1-{heads} exist in both.")
     image, label = ui.context.current_image()
     key = ui.cache.image_key(image)
-    a_maps, b_maps = (maps(ref, key, layer, head, m, image) for ref, m in ((ref_a, model_a), (ref_b, model_b)))
+    a_maps, b_maps = (maps(ui.cache.model_key(ref), key, layer, head, m, image) for ref, m in ((ref_a, model_a), (ref_b, model_b)))
     size = max(224, *(c.image_size[0] for c in cards))
     shown = to_tensor(fit_to_model(image, (size, size)))
     st.caption(f"{label}; each model sees it at its own input size. Maps are the class token's attention over the "

@@ -28,6 +28,12 @@ def upload_image(page, path: Path) -> None:
     wait_idle(page)
 
 
+def wait_for_plots(page, count: int) -> None:
+    """Wait until ``count`` plotly charts are drawn (Streamlit draws a page's charts one by one)."""
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {count}")
+    wait_idle(page)
+
+
 def assert_no_exception(page) -> None:
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
@@ -40,3 +46,26 @@ def plot_layouts(page) -> list[dict]:
         "title: p.layout && p.layout.title ? (p.layout.title.text || '') : '',"
         "shapes: p.layout && p.layout.shapes ? p.layout.shapes.length : 0}))"
     )
+
+
+def open_app(browser, url: str):
+    """A new browser session on the app, once the app's own sidebar is drawn.
+
+    Until the first run of a fresh server completes, Streamlit can show the navigation it would make from
+    the pages/ folder instead of the app's, without the sidebar's widgets.
+    """
+    tab = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+    tab.set_default_timeout(120_000)
+    tab.goto(url)
+    tab.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
+    wait_idle(tab)
+    return tab
+
+
+def choose(page, label: str, option: str, where: str = "main") -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``: typed, so that a long list needs no scrolling."""
+    box = page.locator(f'{where} [data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    box.locator("input").fill(option)
+    page.locator('[role="option"]').filter(has_text=option).first.click()
+    wait_idle(page)

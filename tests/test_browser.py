@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser import assert_no_exception, open_view, plot_layouts, upload_image, wait_idle
+from browser import assert_no_exception, choose, open_view, plot_layouts, upload_image, wait_idle, wait_for_plots
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +21,9 @@ def uploaded_png(tmp_path_factory):
 
 def test_upload_then_patches_and_positions(page, app_server, uploaded_png, output_dir):
     page.goto(app_server.url)
+    page.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
     wait_idle(page)
+    choose(page, "Model", "vit_tiny_patch16_224 (timm)", where='[data-testid="stSidebar"]')
     upload_image(page, uploaded_png)
     open_view(page, "Patches")
     page.wait_for_selector(".js-plotly-plot")
@@ -39,9 +41,10 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
     wait_idle(page)
 
     open_view(page, "Positions")
-    page.wait_for_selector(".js-plotly-plot")
+    wait_for_plots(page, 5)  # learned and sin-cos (grid and enlarged position each), then the resampled grid
     assert_no_exception(page)
-    assert len(plot_layouts(page)) >= 3
+    titles = [layout["title"] for layout in plot_layouts(page)]
+    assert sum("Each tile" in t for t in titles) == 2 and "14x14 resampled to 28x28" in titles[-1], titles
     page.screenshot(path=str(output_dir / "positions.png"), full_page=True)
 
 

@@ -3,7 +3,7 @@ model's attention; meanwhile a second session explores the Patches view, and a r
 
 import pytest
 
-from browser import assert_no_exception, open_view, plot_layouts, wait_idle
+from browser import assert_no_exception, choose, open_app, open_view, plot_layouts, wait_idle
 from conftest import AppServer
 
 pytestmark = pytest.mark.browser
@@ -23,29 +23,6 @@ def train_server(output_dir, tmp_path_factory):
 CURVE_STEPS = ("(name => { for (const p of document.querySelectorAll('.js-plotly-plot')) "
                "for (const t of p.data || []) if (t.name === name) return Array.from(t.x); return []; })")
 CURVE_POINTS = f"(name => {CURVE_STEPS}(name).length)"
-
-
-def open_app(browser, url: str):
-    """A new browser session on the app, once the app's own sidebar is drawn.
-
-    Until the first run of a fresh server completes, Streamlit can show the navigation it would make from
-    the pages/ folder instead of the app's, without the sidebar's widgets.
-    """
-    tab = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
-    tab.set_default_timeout(120_000)
-    tab.goto(url)
-    tab.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
-    wait_idle(tab)
-    return tab
-
-
-def choose(page, label: str, option: str, where: str = "main") -> None:
-    """Pick ``option`` in the Streamlit selectbox labelled ``label``: typed, so that a long list needs no scrolling."""
-    box = page.locator(f'{where} [data-testid="stSelectbox"]').filter(has_text=label).first
-    box.click()
-    box.locator("input").fill(option)
-    page.locator('[role="option"]').filter(has_text=option).first.click()
-    wait_idle(page)
 
 
 def set_number(page, label: str, value: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vitviz.models import ModelLoadError, create_vit, list_models, load_model, save_checkpoint
+from vitviz.models import ModelLoadError, create_vit, list_models, load_model, model_version, save_checkpoint
 
 ARCH = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
 
@@ -57,7 +57,9 @@ def test_checkpoint_by_name_reproduces_the_saved_model(tiny_checkpoint):
     card = loaded.card
     assert card.source == "checkpoint" and card.class_names == ("a", "b", "c") and card.mean == (0.5, 0.5, 0.5)
     assert card.provenance == "vitviz classifier checkpoint trained on shapes for 10 steps"
-    assert list_models()[0].ref == "tiny" and list_models()[0].source == "checkpoint"
+    sources = {e.ref: e.source for e in list_models()}
+    assert sources["tiny"] == "checkpoint"
+    assert list(sources).index("tiny") < list(sources).index("vit_tiny_patch16_224")  # checkpoints come first
 
 
 def test_jigsaw_head_saved_under_its_own_prefix(tmp_path):
@@ -128,3 +130,21 @@ def test_sidecar_that_does_not_match_its_weights(tmp_path):
     path.with_suffix(".json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="not valid JSON"):
         load_model(path, device="cpu")
+
+
+def test_a_checkpoint_saved_again_gets_a_new_version_and_is_readable(tiny_checkpoint):
+    model, path = tiny_checkpoint
+    first = model_version("tiny")
+    assert first == model_version(path) and str(path) in first
+    assert model_version("vit_tiny_patch16_224") == "" and model_version("missing-name") == ""
+    assert os.stat(path).st_mode & 0o044 == 0o044 & ~_umask()  # group/other read as the umask allows
+    os.utime(path, ns=(0, 0))  # an old file, then written again under the same name
+    old = model_version("tiny")
+    save_checkpoint(model, path, _sidecar())
+    assert model_version("tiny") not in (first, old)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

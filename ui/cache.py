@@ -9,12 +9,21 @@ import torch
 from PIL import Image
 
 from vitviz.images import load_image
-from vitviz.models import load_model
+from vitviz.models import load_model, model_version
 from vitviz.samples import load_sample
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
 def model(ref: str) -> torch.nn.Module:
+    return _model(ref, model_version(ref))
+
+
+def model_key(ref: str) -> str:
+    """The model's part of every cached computation's key: the ref and the version of its file."""
+    return f"{ref}@{model_version(ref)}"
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
+def _model(ref: str, version: str) -> torch.nn.Module:
     loaded = load_model(ref)
     loaded.requires_grad_(True)  # gradient methods need it; nothing ever steps an optimiser on a cached model
     return loaded

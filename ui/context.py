@@ -33,7 +33,8 @@ class Context:
     model_image: Image.Image  # resized and cropped as the model sees it
     pixels: torch.Tensor  # [1, 3, H, W] in [0, 1] on the model's device
     inputs: torch.Tensor  # [1, 3, H, W] normalised: what the model's forward takes
-    image_key: str  # content hash of model_image; with model_ref, the key of every cached computation
+    model_key: str  # the model ref and its file's version
+    image_key: str  # content hash of model_image; with model_key, the key of every cached computation
     mask: Optional[torch.Tensor] = None  # [H, W] bool object mask at the model's input size (shapes items)
     true_label: Optional[str] = None  # the true class of a shapes item
 
@@ -94,6 +95,7 @@ def current() -> Context:
         model_image=model_image,
         pixels=pixels,
         inputs=normalize(pixels, model),
+        model_key=cache.model_key(ref),
         image_key=cache.image_key(model_image),
         mask=None if mask is None else mask.to(device),
         true_label=true_label,

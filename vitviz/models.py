@@ -39,6 +39,7 @@ __all__ = [
     "list_models",
     "load_model",
     "model_card",
+    "model_version",
     "normalize",
     "read_sidecar",
     "save_checkpoint",
@@ -147,6 +148,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, sidecar: dict[str
     tmp_sidecar = weights_path.with_suffix(".json.tmp")
     save_file(state, str(tmp_weights), metadata={"format": CHECKPOINT_FORMAT})
     tmp_sidecar.write_text(json.dumps(sidecar, indent=2, default=_json_default))
+    for tmp in (tmp_weights, tmp_sidecar):  # readable like any other file the user makes
+        os.chmod(tmp, 0o666 & ~_umask())
     # Weights first: a sidecar never points at weights that are not complete.
     os.replace(tmp_weights, weights_path)
     os.replace(tmp_sidecar, weights_path.with_suffix(".json"))
@@ -228,6 +231,23 @@ def load_model(ref: str | os.PathLike, device: Optional[torch.device | str] = No
     else:
         model = _load_timm(ref_str)
     return model.to(device).eval()
+
+
+def model_version(ref: str | os.PathLike) -> str:
+    """Which file ``ref`` names now and its size and modification time;
+    empty for a timm name. With the ref it keys caches, so a checkpoint trained again under the
+    same name is loaded again."""
+    ref_str = str(ref).strip()
+    path = Path(ref_str).expanduser()
+    if ref_str.startswith("timm:"):
+        return ""
+    if not (path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in ref_str):
+        path = _find_checkpoint(ref_str)
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return ""
+    return f"{path}:{stat.st_size}-{stat.st_mtime_ns}" if stat else ""
 
 
 def model_card(model: nn.Module) -> ModelCard:
@@ -497,6 +517,12 @@ def _card_for(model: VisionTransformer, **fields: Any) -> ModelCard:
         num_parameters=sum(p.numel() for p in model.parameters()),
         **fields,
     )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
