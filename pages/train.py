@@ -23,6 +23,7 @@ FOLDER = "folder"
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
 LAUNCHED, NOTICE = "train_launched", "train_notice"  # messages for the next run: what a launch, a cancel did
+DONE_SEEN = "train_done_seen"  # the jobs that had ended with a checkpoint when the panel was last drawn
 runner = JobRunner()
 
 
@@ -106,14 +107,15 @@ def job_card(job: Job) -> None:
             st.code("\n".join(job.log_tail(12 if job.state == "failed" else 6)) or "(no output yet)", language=None)
 
 
-@st.fragment(run_every=2)
-def jobs_panel() -> None:
-    """The jobs, redrawn every two seconds on their own; a job that ends reruns the app for the model picker."""
+def jobs_panel(live: bool = False) -> None:
+    """The jobs. ``live`` (while one is queued or running) redraws them every two seconds on their own, and
+    reruns the whole app when one ends: the sidebar's model picker then lists the new checkpoint."""
     jobs = runner.jobs()
     done = {j.id for j in jobs if j.checkpoint.exists() and not j.active}
-    if st.session_state.setdefault("train_done_seen", done) != done:
-        st.session_state["train_done_seen"] = done
-        st.rerun()  # the whole app, so that the sidebar's model picker lists the new checkpoint
+    seen = st.session_state.setdefault(DONE_SEEN, done)
+    st.session_state[DONE_SEEN] = done
+    if live and (seen != done or not any(j.active for j in jobs)):
+        st.rerun()
     if NOTICE in st.session_state:
         st.info(st.session_state.pop(NOTICE))
     if not jobs:
@@ -121,6 +123,12 @@ def jobs_panel() -> None:
     ended = [j for j in jobs if not j.active]
     for job in [j for j in jobs if j.active] + ended[:5]:
         job_card(job)
+
+
+@st.fragment(run_every=2)
+def live_jobs_panel() -> None:
+    """Polled only while a job is queued or running: an idle page has nothing to refresh."""
+    jobs_panel(live=True)
 
 
 @st.cache_data(show_spinner="Computing attention…", max_entries=16)
@@ -184,6 +192,9 @@ if st.button("Launch", type="primary", key="train_launch"):
 if LAUNCHED in st.session_state:
     st.success(st.session_state.pop(LAUNCHED))
 st.subheader("Jobs")
-jobs_panel()
+if any(job.active for job in runner.jobs()):
+    live_jobs_panel()
+else:
+    jobs_panel()
 st.subheader("Compare two models")
 compare_section()

@@ -65,6 +65,8 @@ def open_app(browser, url: str):
 def choose(page, label: str, option: str, where: str = "main") -> None:
     """Pick ``option`` in the Streamlit selectbox labelled ``label``: typed, so that a long list needs no scrolling."""
     box = page.locator(f'{where} [data-testid="stSelectbox"]').filter(has_text=label).first
+    if option in box.inner_text():
+        return  # already chosen: a click would only open the list
     box.click()
     box.locator("input").fill(option)
     page.locator('[role="option"]').filter(has_text=option).first.click()

@@ -148,3 +148,16 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_picker_lists_classifiers_before_jigsaw_models_in_each_folder(tmp_path, monkeypatch):
+    jigsaw_arch = {**ARCH, "num_classes": 0, "pos_embed": "none"}
+    for name in ("a-jigsaw", "z-jigsaw"):
+        save_checkpoint(create_vit(jigsaw_arch, jigsaw_grid=(4, 4)), tmp_path / name,
+                        dict(name=name, kind="jigsaw", architecture=jigsaw_arch, jigsaw=dict(grid=[4, 4])))
+    for name in ("b-classifier", "c-classifier"):
+        save_checkpoint(create_vit(ARCH), tmp_path / name, _sidecar() | {"name": name})
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    refs = [e.ref for e in list_models() if e.source == "checkpoint"]
+    mine = [r for r in refs if r in ("a-jigsaw", "z-jigsaw", "b-classifier", "c-classifier")]
+    assert mine == ["b-classifier", "c-classifier", "a-jigsaw", "z-jigsaw"]

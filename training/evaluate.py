@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,15 +40,9 @@ def evaluate_jigsaw(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Per-patch accuracy and exact-puzzle rate (argmax and Hungarian) and the loss, over ``images``."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    logits = []
-    for start in range(0, len(images), batch_size):
-        batch = normalize_images(images[start:start + batch_size].to(device), mean, std)
-        logits.append(jigsaw_logits(model, batch, permutations[start:start + batch_size].to(device)).float().cpu())
-    model.train(was_training)
-    logits_all = torch.cat(logits)  # (n, N, N)
+    logits_all = _batched_logits(model, images, mean, std, batch_size,
+                                 lambda batch, start: jigsaw_logits(model, batch, permutations[start:start + len(batch)]
+                                                                    .to(batch.device)))  # (n, N, N)
     metrics = jigsaw_metrics(logits_all, permutations)
     metrics["loss"] = F.cross_entropy(logits_all.flatten(0, 1), permutations.flatten()).item()
     return metrics
@@ -64,15 +58,7 @@ def evaluate_classifier(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Top-1 accuracy and the loss over ``images``, with chance (1 / number of classes)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    logits = []
-    for start in range(0, len(images), batch_size):
-        batch = normalize_images(images[start:start + batch_size].to(device), mean, std)
-        logits.append(model(batch).float().cpu())
-    model.train(was_training)
-    logits_all = torch.cat(logits)  # (n, classes)
+    logits_all = _batched_logits(model, images, mean, std, batch_size, lambda batch, start: model(batch))
     return {
         "accuracy": (logits_all.argmax(dim=1) == labels).float().mean().item(),
         "loss": F.cross_entropy(logits_all, labels).item(),
@@ -108,3 +94,17 @@ def evaluate_checkpoint(config: EvaluateConfig) -> tuple[ModelCard, str, dict[st
         raise ConfigError(f"{card.name} predicts {len(card.class_names)} classes ({', '.join(card.class_names[:5])}...) "
                           f"but --data {spec} has {len(class_names)} ({', '.join(class_names[:5])}...)")
     return card, spec, evaluate_classifier(model, images, labels, card.mean, card.std, config.batch_size)
+
+
+def _batched_logits(model: nn.Module, images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                    batch_size: int, forward: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """``forward(normalized batch, index of its first image)`` over ``images`` in eval mode, on the CPU in float."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize_images(images[start:start + batch_size].to(device), mean, std)
+        logits.append(forward(batch, start).float().cpu())
+    model.train(was_training)
+    return torch.cat(logits)

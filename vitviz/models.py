@@ -184,12 +184,14 @@ def checkpoint_dirs() -> list[Path]:
 
 
 def list_models() -> list[ModelEntry]:
-    """Checkpoints first (bundled, then user), then the suggested timm names."""
+    """Checkpoints first (bundled, then user), then the suggested timm names. In each folder classifiers come
+    before jigsaw models, by name: most views explain a classifier, so the first entry (the app's default) is one."""
     entries: list[ModelEntry] = []
     seen: set[str] = set()
     for directory in checkpoint_dirs():
         if not directory.is_dir():
             continue
+        found = []
         for weights in sorted(directory.glob("*.safetensors")):
             if weights.stem in seen or not weights.with_suffix(".json").exists():
                 continue
@@ -198,7 +200,8 @@ def list_models() -> list[ModelEntry]:
                 kind = read_sidecar(weights).get("kind", "checkpoint")
             except ModelLoadError:
                 kind = "unreadable sidecar"
-            entries.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})"))
+            found.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})"))
+        entries.extend(sorted(found, key=lambda e: (not e.label.endswith("(classifier)"), e.ref)))
     entries.extend(ModelEntry(name, "timm", f"{name} (timm)") for name in TIMM_SUGGESTIONS)
     return entries
 
