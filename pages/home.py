@@ -25,6 +25,9 @@ card = model.card
 st.subheader(f"Model: {card.name}")
 for note in card.notes:
     st.warning(note)
+names = card.class_names
+classes = (f"{len(names)}: {', '.join(names[:8])}{', …' if len(names) > 8 else ''}" if names else
+           str(card.num_classes) if card.num_classes else "none (no classification head)")
 left, middle, right = st.columns(3)
 left.metric("Parameters", f"{card.num_parameters / 1e6:.2f} M")
 middle.metric("Patch grid", f"{card.grid_size[0]} x {card.grid_size[1]}", help=f"{card.patch_size} px patches")
@@ -36,7 +39,7 @@ st.markdown(
 | Where it came from | {card.provenance} |
 | Depth x width x heads | {card.depth} blocks x {card.embed_dim} x {card.num_heads} heads |
 | Prefix tokens | {card.num_prefix_tokens} ({'class token' if card.has_class_token else 'no class token'}{', registers' if card.num_prefix_tokens > int(card.has_class_token) else ''}) |
-| Classes | {card.num_classes if card.num_classes else 'none (no classification head)'} |
+| Classes | {classes} |
 | Jigsaw head | {f'yes, {card.jigsaw_grid[0]}x{card.jigsaw_grid[1]} positions' if card.has_jigsaw_head else 'no'} |
 | Normalisation | mean {tuple(round(m, 3) for m in card.mean)}, std {tuple(round(s, 3) for s in card.std)} |
 """
