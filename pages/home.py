@@ -1,5 +1,6 @@
 """Home: the ViT recipe in a few lines, and the loaded model's card."""
 
+import pandas as pd
 import streamlit as st
 
 import ui
@@ -16,7 +17,10 @@ A Vision Transformer (Dosovitskiy et al., 2020) reads an image the way a languag
 3. **Attention.** A stack of transformer blocks lets every token attend to every other one.
 4. **Prediction.** The class token's final vector (or the mean of the patch tokens) goes to a linear head.
 
-Pick a model and an image in the sidebar, then open a view: **Patches**, **Positions**, and the others as they are added.
+Pick a model and an image in the sidebar, then open a view: **Patches** (step 1), **Positions** (step 2),
+**Attention** (step 3: where each layer and head looks), **Attributions** (which pixels the prediction rests on,
+and which explanation to trust), **Jigsaw** (a model trained to put shuffled patches back), **Train** (make a
+model of your own and compare it with another).
 """
 )
 
@@ -46,5 +50,8 @@ st.markdown(
 )
 metrics = card.sidecar.get("metrics")
 if metrics:
-    st.markdown("**Recorded metrics**")
-    st.json(metrics, expanded=False)
+    st.markdown("**Recorded metrics** (from its training run)")
+    try:
+        st.table(pd.DataFrame(metrics).T.astype(float).style.format("{:.3f}"))  # split x metric
+    except (ValueError, TypeError):  # a sidecar written by other code: show it as it is
+        st.json(metrics, expanded=False)

@@ -94,3 +94,19 @@ def test_a_shapes_item_as_the_image():
     at = open_page("patches", model=MODEL, shapes_index=6)
     assert not at.exception
     assert f"shapes test item 6 (a {SHAPES_CLASSES[shapes_item(6, 224)[1]]})" in at.caption[0].value
+
+
+def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, monkeypatch):
+    from vitviz.models import create_vit, save_checkpoint
+
+    arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=3)
+    metrics = {"val": {"accuracy": 0.5, "loss": 1.25}, "test": {"accuracy": 0.375, "loss": 1.5}}
+    save_checkpoint(create_vit(arch), tmp_path / "tiny-abc",
+                    dict(name="tiny-abc", kind="classifier", architecture=arch, class_names=["ant", "bee", "cat"],
+                         metrics=metrics))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("home", model="tiny-abc")
+    assert not at.exception
+    assert any("| Classes | 3: ant, bee, cat |" in m.value for m in at.markdown)
+    table = at.table[0].value
+    assert table.loc["test", "accuracy"] == 0.375 and table.loc["val", "loss"] == 1.25

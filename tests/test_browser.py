@@ -97,6 +97,13 @@ def test_jigsaw_view_reassembles_an_uploaded_image(browser, jigsaw_app, uploaded
         assert panel_titles[2].startswith("argmax: ") and panel_titles[3].startswith("Hungarian: ")
         titles = " ".join(layout["title"] for layout in plot_layouts(page))
         assert "This puzzle" in titles and "How sure the model is" in titles
+        # a photo the starter model never trained on: the screenshot shows a reassembly worth looking at
+        page.locator('[data-testid="stSidebar"] label').filter(has_text="Sample photo").first.click()
+        wait_idle(page)
+        choose(page, "Sample photo", "chelsea", where='[data-testid="stSidebar"]')
+        page.wait_for_selector('[data-testid="stCaptionContainer"]:has-text("sample photo: chelsea")')
+        wait_idle(page)
+        assert_no_exception(page)
         page.screenshot(path=str(output_dir / "jigsaw.png"), full_page=True)
     finally:
         context.close()
