@@ -153,6 +153,7 @@ if card.num_classes:
                "this class rather than attention in general. Gradient rollout (Gildenblat) rolls out the positive part "
                "of the gradient-weighted attention; relevance (Chefer et al. 2021) accumulates it along the residual stream.")
     probability = logits[0].softmax(dim=-1)  # (C,)
+    ui.context.forget_on_new_input(ctx, "att_class")
     target = st.selectbox("Class", probability.argsort(descending=True).tolist(), key="att_class",
                           format_func=lambda c: f"{card.class_names[c]} ({c}), p = {probability[c]:.1%}")
     grad_discard = st.slider("Gradient rollout discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_grad_discard")

@@ -106,6 +106,7 @@ if not card.num_classes:
     st.info(f"**{card.name}** has no classification head: there is no class score to attribute.")
     st.stop()
 probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
+ui.context.forget_on_new_input(ctx, "attr_class")
 methods, target, ig_steps, samples, steps, resolution = attribution_controls(probability, card.class_names)
 truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
 st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "

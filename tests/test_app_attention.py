@@ -118,3 +118,24 @@ def test_models_without_a_class_token_or_a_head(tmp_path, monkeypatch, name, arc
     at.number_input(key="att_patch").set_value(0).run()
     assert not at.exception
     assert "attention of patch 0" in chart_titles(at)[0]
+
+
+def test_a_new_image_explains_its_own_top_class_again():
+    at = open_page("attention", model=MODEL, sample="coffee")
+    ranked = at.selectbox(key="att_class").options
+    assert at.selectbox(key="att_class").value == _class_of(ranked[0])  # the top prediction first
+    at.selectbox(key="att_class").set_value(_class_of(ranked[2])).run()
+    assert at.selectbox(key="att_class").value == _class_of(ranked[2])
+    at.slider(key="att_layer").set_value(2).run()  # another widget: the chosen class stays
+    assert at.selectbox(key="att_class").value == _class_of(ranked[2])
+
+    at.session_state["sample_name"] = "rocket"
+    at.run()
+    assert not at.exception
+    ranked = at.selectbox(key="att_class").options
+    assert at.selectbox(key="att_class").value == _class_of(ranked[0])
+    assert any(t.startswith(f"Gradient rollout: {ranked[0].split(' (')[0]}") for t in chart_titles(at))
+
+
+def _class_of(option: str) -> int:
+    return int(option.split("(")[-1].split(")")[0])

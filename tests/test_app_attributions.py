@@ -118,3 +118,20 @@ def test_each_map_is_computed_once(tiny_shapes, forward_calls):
 
     at.multiselect(key="attr_methods").set_value([]).run()
     assert any("Pick at least one method" in info.value for info in at.info)
+
+
+def test_a_new_item_explains_its_own_top_class_again(tiny_shapes):
+    at = open_page("attributions", model=NAME, shapes_index=1)
+    at.multiselect(key="attr_methods").set_value(["Saliency"]).run()
+    ranked = [int(o.split("(")[-1].split(")")[0]) for o in at.selectbox(key="attr_class").options]
+    assert at.selectbox(key="attr_class").value == ranked[0]
+    at.selectbox(key="attr_class").set_value(ranked[-1]).run()
+    assert at.selectbox(key="attr_class").value == ranked[-1]
+
+    at.session_state["shapes_index"] = 2
+    at.run()
+    assert not at.exception
+    ranked = [int(o.split("(")[-1].split(")")[0]) for o in at.selectbox(key="attr_class").options]
+    with torch.no_grad():
+        probability = tiny_shapes(shapes_inputs(tiny_shapes, 2)[0]).softmax(-1)[0]
+    assert at.selectbox(key="attr_class").value == ranked[0] == probability.argmax().item()

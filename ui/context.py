@@ -100,3 +100,14 @@ def current() -> Context:
         mask=None if mask is None else mask.to(device),
         true_label=true_label,
     )
+
+
+def forget_on_new_input(ctx: Context, *keys: str) -> None:
+    """Drop the widget values ``keys`` when the model or the image changed: a class picked for one image is
+    rarely the one to explain on the next, so the widgets start again from the top prediction."""
+    seen = f"_input_for_{'_'.join(keys)}"
+    current = (ctx.model_key, ctx.image_key)
+    if st.session_state.get(seen) != current:
+        for key in keys:
+            st.session_state.pop(key, None)
+        st.session_state[seen] = current
