@@ -107,10 +107,9 @@ def job_card(job: Job) -> None:
             st.code("\n".join(job.log_tail(12 if job.state == "failed" else 6)) or "(no output yet)", language=None)
 
 
-def jobs_panel(live: bool = False) -> None:
+def jobs_panel(jobs: list[Job], live: bool = False) -> None:
     """The jobs. ``live`` (while one is queued or running) redraws them every two seconds on their own, and
     reruns the whole app when one ends: the sidebar's model picker then lists the new checkpoint."""
-    jobs = runner.jobs()
     done = {j.id for j in jobs if j.checkpoint.exists() and not j.active}
     seen = st.session_state.setdefault(DONE_SEEN, done)
     st.session_state[DONE_SEEN] = done
@@ -128,7 +127,7 @@ def jobs_panel(live: bool = False) -> None:
 @st.fragment(run_every=2)
 def live_jobs_panel() -> None:
     """Polled only while a job is queued or running: an idle page has nothing to refresh."""
-    jobs_panel(live=True)
+    jobs_panel(runner.jobs(), live=True)
 
 
 @st.cache_data(show_spinner="Computing attention…", max_entries=16)
@@ -192,9 +191,10 @@ if st.button("Launch", type="primary", key="train_launch"):
 if LAUNCHED in st.session_state:
     st.success(st.session_state.pop(LAUNCHED))
 st.subheader("Jobs")
-if any(job.active for job in runner.jobs()):
+jobs = runner.jobs()
+if any(job.active for job in jobs):
     live_jobs_panel()
 else:
-    jobs_panel()
+    jobs_panel(jobs)
 st.subheader("Compare two models")
 compare_section()

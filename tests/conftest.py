@@ -23,6 +23,7 @@ def output_dir() -> "os.PathLike":
 
 # --- the real app in a real browser -------------------------------------------------------------
 
+import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -82,12 +83,29 @@ class AppServer:
         self._log.close()
 
 
+@contextlib.contextmanager
+def running_app(log_path: Path, env: dict | None = None):
+    """An ``AppServer`` for the ``with`` block; afterwards, its log must hold no traceback."""
+    server = AppServer(log_path, env)
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert "Traceback" not in log_path.read_text(), "the app server logged a traceback"
+
+
+def starter_or_tiny(starter: str, folder: Path, make_tiny) -> tuple[str, dict]:
+    """The bundled ``starter`` model when installed, else the one ``make_tiny(folder)`` saves there (it returns its
+    name): the name to pick in the app, and the environment that puts it in the picker."""
+    if (REPO / "models" / f"{starter}.safetensors").exists():
+        return starter, {}
+    return make_tiny(folder), {"VITVIZ_MODELS": str(folder)}
+
+
 @pytest.fixture(scope="session")
 def app_server(output_dir):
-    server = AppServer(output_dir / "streamlit-server.log")
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"
+    with running_app(output_dir / "streamlit-server.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

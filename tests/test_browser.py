@@ -48,28 +48,26 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
     page.screenshot(path=str(output_dir / "positions.png"), full_page=True)
 
 
+def _tiny_jigsaw(folder) -> str:
+    import torch
+
+    from vitviz.models import create_vit, save_checkpoint
+
+    arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0, pos_embed="none")
+    torch.manual_seed(0)
+    save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), folder / "tiny-jigsaw",
+                    dict(name="tiny-jigsaw", kind="jigsaw", architecture=arch, jigsaw=dict(grid=[4, 4])))
+    return "tiny-jigsaw"
+
+
 @pytest.fixture(scope="module")
 def jigsaw_app(tmp_path_factory, output_dir):
     """The app with a jigsaw model in the picker: ``starter-jigsaw`` when installed, else a tiny one."""
-    from conftest import REPO, AppServer
+    from conftest import running_app, starter_or_tiny
 
-    if (REPO / "models" / "starter-jigsaw.safetensors").exists():
-        name, env = "starter-jigsaw", {}
-    else:
-        import torch
-
-        from vitviz.models import create_vit, save_checkpoint
-
-        folder = tmp_path_factory.mktemp("models")
-        arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0, pos_embed="none")
-        torch.manual_seed(0)
-        save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), folder / "tiny-jigsaw",
-                        dict(name="tiny-jigsaw", kind="jigsaw", architecture=arch, jigsaw=dict(grid=[4, 4])))
-        name, env = "tiny-jigsaw", {"VITVIZ_MODELS": str(folder)}
-    server = AppServer(output_dir / "streamlit-jigsaw-server.log", env=env)
-    yield server, name
-    server.stop()
-    assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"
+    name, env = starter_or_tiny("starter-jigsaw", tmp_path_factory.mktemp("models"), _tiny_jigsaw)
+    with running_app(output_dir / "streamlit-jigsaw-server.log", env=env) as server:
+        yield server, name
 
 
 def test_jigsaw_view_reassembles_an_uploaded_image(browser, jigsaw_app, uploaded_png, output_dir):

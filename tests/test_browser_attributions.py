@@ -7,31 +7,29 @@ shapes classes (the view's figures and table are the same; only the maps mean le
 import pytest
 
 from browser import assert_no_exception, choose, open_app, open_view, plot_layouts, wait_for_plots, wait_idle
-from conftest import REPO, AppServer
+from conftest import running_app, starter_or_tiny
 
 pytestmark = pytest.mark.browser
 
 
+def _tiny_shapes(folder) -> str:
+    import torch
+
+    from training.data import SHAPES_CLASSES
+    from vitviz.models import create_vit, save_checkpoint
+
+    arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=len(SHAPES_CLASSES))
+    torch.manual_seed(0)
+    save_checkpoint(create_vit(arch), folder / "tiny-shapes",
+                    dict(name="tiny-shapes", kind="classifier", architecture=arch, class_names=list(SHAPES_CLASSES)))
+    return "tiny-shapes"
+
+
 @pytest.fixture(scope="module")
 def shapes_app(tmp_path_factory, output_dir):
-    if (REPO / "models" / "starter-shapes.safetensors").exists():
-        name, env = "starter-shapes", {}
-    else:
-        import torch
-
-        from training.data import SHAPES_CLASSES
-        from vitviz.models import create_vit, save_checkpoint
-
-        folder = tmp_path_factory.mktemp("models")
-        arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=len(SHAPES_CLASSES))
-        torch.manual_seed(0)
-        save_checkpoint(create_vit(arch), folder / "tiny-shapes",
-                        dict(name="tiny-shapes", kind="classifier", architecture=arch, class_names=list(SHAPES_CLASSES)))
-        name, env = "tiny-shapes", {"VITVIZ_MODELS": str(folder)}
-    server = AppServer(output_dir / "streamlit-shapes-server.log", env=env)
-    yield server, name
-    server.stop()
-    assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"
+    name, env = starter_or_tiny("starter-shapes", tmp_path_factory.mktemp("models"), _tiny_shapes)
+    with running_app(output_dir / "streamlit-shapes-server.log", env=env) as server:
+        yield server, name
 
 
 def test_home_card_then_attributions_on_a_shapes_item(browser, shapes_app, output_dir):

@@ -4,7 +4,7 @@ model's attention; meanwhile a second session explores the Patches view, and a r
 import pytest
 
 from browser import assert_no_exception, choose, open_app, open_view, plot_layouts, wait_idle
-from conftest import AppServer
+from conftest import running_app
 
 pytestmark = pytest.mark.browser
 
@@ -13,10 +13,8 @@ pytestmark = pytest.mark.browser
 def train_server(output_dir, tmp_path_factory):
     """The app with its own jobs root: what it trains never lands in the repository's jobs/."""
     jobs = tmp_path_factory.mktemp("jobs")
-    server = AppServer(output_dir / "streamlit-train-server.log", env={"VITVIZ_JOBS": str(jobs)})
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log_path.read_text(), "the app server logged a traceback"
+    with running_app(output_dir / "streamlit-train-server.log", env={"VITVIZ_JOBS": str(jobs)}) as server:
+        yield server
 
 
 # The x values of a named trace of the training curves, read from the chart in the DOM.

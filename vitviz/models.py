@@ -191,7 +191,7 @@ def list_models() -> list[ModelEntry]:
     for directory in checkpoint_dirs():
         if not directory.is_dir():
             continue
-        found = []
+        found = []  # (not a classifier, entry)
         for weights in sorted(directory.glob("*.safetensors")):
             if weights.stem in seen or not weights.with_suffix(".json").exists():
                 continue
@@ -200,8 +200,8 @@ def list_models() -> list[ModelEntry]:
                 kind = read_sidecar(weights).get("kind", "checkpoint")
             except ModelLoadError:
                 kind = "unreadable sidecar"
-            found.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})"))
-        entries.extend(sorted(found, key=lambda e: (not e.label.endswith("(classifier)"), e.ref)))
+            found.append((kind != "classifier", ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})")))
+        entries.extend(entry for _, entry in sorted(found, key=lambda item: item[0]))  # a stable sort: by name within each group
     entries.extend(ModelEntry(name, "timm", f"{name} (timm)") for name in TIMM_SUGGESTIONS)
     return entries
 
@@ -224,15 +224,13 @@ def load_model(ref: str | os.PathLike, device: Optional[torch.device | str] = No
     ref_str = str(ref).strip()
     if not ref_str:
         raise ModelLoadError("no model named")
-    path = Path(ref_str).expanduser()
-    if ref_str.startswith("timm:"):
-        model = _load_timm(ref_str[len("timm:"):])
-    elif path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in ref_str:
-        model = _load_file(path)
-    elif (checkpoint := _find_checkpoint(ref_str)) is not None:
-        model = _load_checkpoint(checkpoint)
+    source, target = _resolve(ref_str)
+    if source == "timm":
+        model = _load_timm(target)
+    elif source == "file":
+        model = _load_file(target)
     else:
-        model = _load_timm(ref_str)
+        model = _load_checkpoint(target)
     return model.to(device).eval()
 
 
@@ -240,17 +238,14 @@ def model_version(ref: str | os.PathLike) -> str:
     """Which file ``ref`` names now and its size and modification time;
     empty for a timm name. With the ref it keys caches, so a checkpoint trained again under the
     same name is loaded again."""
-    ref_str = str(ref).strip()
-    path = Path(ref_str).expanduser()
-    if ref_str.startswith("timm:"):
+    source, target = _resolve(str(ref).strip())
+    if source == "timm":
         return ""
-    if not (path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in ref_str):
-        path = _find_checkpoint(ref_str)
     try:
-        stat = path.stat() if path is not None else None
+        stat = target.stat()
     except OSError:
         return ""
-    return f"{path}:{stat.st_size}-{stat.st_mtime_ns}" if stat else ""
+    return f"{target}:{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def model_card(model: nn.Module) -> ModelCard:
@@ -259,6 +254,17 @@ def model_card(model: nn.Module) -> ModelCard:
     if not isinstance(card, ModelCard):
         raise ValueError(f"{type(model).__name__} has no vitviz ModelCard; load it with vitviz.models.load_model")
     return card
+
+
+def _resolve(ref: str) -> tuple[Source, Any]:
+    """What ``ref`` names: ("timm", model name), ("file", weights path) or ("checkpoint", weights path)."""
+    if ref.startswith("timm:"):
+        return "timm", ref[len("timm:"):]
+    path = Path(ref).expanduser()
+    if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.sep in ref:
+        return "file", path
+    checkpoint = _find_checkpoint(ref)
+    return ("checkpoint", checkpoint) if checkpoint is not None else ("timm", ref)
 
 
 def _find_checkpoint(name: str) -> Optional[Path]:
