@@ -10,7 +10,8 @@ import torch
 import ui
 from vitviz import attention, plots
 from vitviz.images import fit_to_model, to_tensor
-from vitviz.models import ModelCard, normalize
+from vitviz.inputs import normalize
+from vitviz.models import ModelCard
 from vitviz.samples import PHOTO_NAMES, load_sample
 
 PATCH = "A patch (click the image)"

@@ -8,7 +8,7 @@ from timm.models.vision_transformer import VisionTransformer
 from apptest import chart_specs, chart_titles, open_page
 from vitviz.attention import capture, query_map
 from vitviz.images import fit_to_model, to_tensor
-from vitviz.models import normalize
+from vitviz.inputs import normalize
 from vitviz.samples import load_sample
 
 MODEL = "vit_tiny_patch16_224"

@@ -11,7 +11,8 @@ from apptest import chart_specs, open_page
 from vitviz import faithfulness
 from vitviz.attributions import METHODS
 from vitviz.images import fit_to_model, to_tensor
-from vitviz.models import create_vit, load_model, normalize, save_checkpoint
+from vitviz.inputs import normalize
+from vitviz.models import create_vit, load_model, save_checkpoint
 
 NAME = "tiny-shapes"
 

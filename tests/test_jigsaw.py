@@ -26,7 +26,8 @@ from vitviz.jigsaw import (
     solve,
     solve_batch,
 )
-from vitviz.models import create_vit, load_model, normalize, save_checkpoint
+from vitviz.inputs import normalize
+from vitviz.models import create_vit, load_model, save_checkpoint
 from vitviz.patches import patchify, unpatchify
 
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from vitviz.images import ImageLoadError, fit_to_model, image_notes, to_tensor
-from vitviz.models import ModelCard, ModelLoadError, normalize
+from vitviz.inputs import normalize
+from vitviz.models import ModelCard, ModelLoadError
 
 from . import cache
 

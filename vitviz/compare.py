@@ -17,7 +17,8 @@ from torch import nn
 
 from .attention import capture, class_map, rollout
 from .images import fit_to_model, to_tensor
-from .models import model_card, normalize
+from .inputs import normalize
+from .models import model_card
 
 __all__ = ["class_attention", "common_grid"]
 

@@ -27,7 +27,8 @@ from torch import nn
 from . import faithfulness
 from .attributions import (METHODS, AttributionMaps, AttributionMethod, FeatureAblation, GradientShap,
                            IntegratedGradients, Occlusion, SmoothGrad, method_by_name)
-from .models import ModelLoadError, load_model, normalize
+from .inputs import normalize
+from .models import ModelLoadError, load_model
 
 __all__ = ["COLUMNS", "RANDOM", "build_parser", "evaluate", "format_table", "main", "shapes_pixel_mean"]
 

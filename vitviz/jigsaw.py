@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .models import checkpoint_dirs, list_models, model_card, normalize, read_sidecar
+from .inputs import normalize
+from .models import checkpoint_dirs, list_models, model_card, read_sidecar
 from .patches import grid_shape, patchify, unpatchify
 
 __all__ = [

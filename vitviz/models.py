@@ -40,7 +40,6 @@ __all__ = [
     "load_model",
     "model_card",
     "model_version",
-    "normalize",
     "read_sidecar",
     "save_checkpoint",
 ]
@@ -551,11 +550,3 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return asdict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def normalize(images: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Images ``[B, 3, H, W]`` in [0, 1] to the model's input: ``(x - mean) / std`` from its card."""
-    card = model_card(model)
-    mean = torch.tensor(card.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(card.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-    return (images - mean) / std
