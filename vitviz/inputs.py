@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import model_card
+from .card import model_card
 
 __all__ = ["normalize"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import torch
 from safetensors import SafetensorError
@@ -24,6 +24,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from .card import ModelCard, Source, model_card
 from .devices import default_device
 
 __all__ = [
@@ -63,7 +64,6 @@ _ARCH_KEYS = (
     "final_norm", "init_values", "qk_norm", "pos_embed", "dynamic_img_size",
 )
 
-Source = Literal["checkpoint", "timm", "file"]
 
 
 class ModelLoadError(ValueError):
@@ -77,39 +77,6 @@ class ModelEntry:
     ref: str  # what load_model takes
     source: Source
     label: str  # what the picker shows
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What the views need to know about a loaded model."""
-
-    name: str
-    source: Source
-    provenance: str  # where the weights came from, in one sentence
-    image_size: tuple[int, int]
-    patch_size: int
-    grid_size: tuple[int, int]
-    num_prefix_tokens: int
-    has_class_token: bool
-    embed_dim: int
-    depth: int
-    num_heads: int
-    num_parameters: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    class_names: tuple[str, ...] = ()
-    jigsaw_grid: Optional[tuple[int, int]] = None  # grid of the jigsaw head, when there is one
-    path: Optional[str] = None
-    sidecar: dict = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def has_jigsaw_head(self) -> bool:
-        return self.jigsaw_grid is not None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 def create_vit(architecture: dict[str, Any], jigsaw_grid: Optional[tuple[int, int]] = None) -> VisionTransformer:
@@ -245,14 +212,6 @@ def model_version(ref: str | os.PathLike) -> str:
     except OSError:
         return ""
     return f"{target}:{stat.st_size}-{stat.st_mtime_ns}"
-
-
-def model_card(model: nn.Module) -> ModelCard:
-    """The card of a model from ``load_model``; an error naming the problem for any other module."""
-    card = getattr(model, "card", None)
-    if not isinstance(card, ModelCard):
-        raise ValueError(f"{type(model).__name__} has no vitviz ModelCard; load it with vitviz.models.load_model")
-    return card
 
 
 def _resolve(ref: str) -> tuple[Source, Any]:
