@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vitviz.attention import capture, grad_rollout, relevance, rollout  # noqa: E402
-from vitviz.models import BUNDLED_MODELS_DIR, load_model  # noqa: E402
+from vitviz.models import load_model  # noqa: E402
+from vitviz.registry import BUNDLED_MODELS_DIR  # noqa: E402
 
 STARTER = "starter-shapes"
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -81,7 +82,7 @@ def bench_view(ref: str, device: torch.device, repeats: int) -> dict[str, float]
     """Seconds for the Attention page's first run and (median) re-render after a slider or query change."""
     from streamlit.testing.v1 import AppTest
 
-    from vitviz.models import list_models
+    from vitviz.registry import list_models
 
     os.environ["VITVIZ_DEVICE"] = str(device)
     at = AppTest.from_file(str(APP), default_timeout=600)

@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vitviz.attributions import METHODS, FeatureAblation, GradientShap, IntegratedGradients, Occlusion, SmoothGrad  # noqa: E402
-from vitviz.models import BUNDLED_MODELS_DIR, load_model  # noqa: E402
+from vitviz.models import load_model  # noqa: E402
+from vitviz.registry import BUNDLED_MODELS_DIR  # noqa: E402
 
 STARTER = "starter-shapes"
 BATCH = 64  # forward rows per pass in the many-pass methods

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vitviz.images import fit_to_model, to_tensor  # noqa: E402
 from vitviz.jigsaw import jigsaw_checkpoints, jigsaw_metrics, position_logits, shuffle_permutation  # noqa: E402
-from vitviz.models import checkpoint_dirs, load_model  # noqa: E402
+from vitviz.models import load_model  # noqa: E402
+from vitviz.registry import checkpoint_dirs  # noqa: E402
 from vitviz.samples import HELD_OUT_PHOTOS, PHOTO_NAMES, load_sample  # noqa: E402
 
 COLUMNS = ("patch_acc", "puzzle_acc", "displacement")

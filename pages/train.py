@@ -10,8 +10,9 @@ from vitviz.compare import class_attention, common_grid
 from vitviz.devices import default_device
 from vitviz.images import fit_to_model, to_tensor
 from vitviz.jigsaw import jigsaw_checkpoints
-from vitviz.jobs import MODEL_SIZES, Job, JobRunner, JobSpec, JobSpecError, JobStateError
-from vitviz.models import ModelLoadError, list_models, read_sidecar
+from training.jobs import MODEL_SIZES, Job, JobRunner, JobSpec, JobSpecError, JobStateError
+from vitviz.checkpoints import ModelLoadError, read_sidecar
+from vitviz.registry import list_models
 
 TASKS = {"finetune": "Classification fine-tuning", "pretrain": "Jigsaw pretraining"}
 DATASETS = {

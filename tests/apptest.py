@@ -50,7 +50,7 @@ def open_page(page: str, model: Optional[str] = None, upload: Optional[tuple[str
 
 
 def _label_for(ref: str) -> str:
-    from vitviz.models import list_models
+    from vitviz.registry import list_models
 
     for entry in list_models():
         if entry.ref == ref:

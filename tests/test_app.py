@@ -76,7 +76,8 @@ def test_positions_learned_and_sincos():
 
 
 def test_positions_on_a_model_without_position_embeddings(tmp_path, monkeypatch):
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=0, pos_embed="none")
     save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), tmp_path / "tiny-jigsaw",
@@ -97,7 +98,8 @@ def test_a_shapes_item_as_the_image():
 
 
 def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, monkeypatch):
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=3)
     metrics = {"val": {"accuracy": 0.5, "loss": 1.25}, "test": {"accuracy": 0.375, "loss": 1.5}}

@@ -99,7 +99,8 @@ def test_the_mass_mask_keeps_the_patches_holding_t_of_the_map():
     ("tiny-headless", dict(reg_tokens=3, num_classes=0), "Class token"),
 ])
 def test_models_without_a_class_token_or_a_head(tmp_path, monkeypatch, name, arch, query_label):
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     arch = {**dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3), **arch}
     save_checkpoint(create_vit(arch), tmp_path / name, dict(name=name, kind="classifier", architecture=arch,

@@ -12,7 +12,8 @@ from vitviz import faithfulness
 from vitviz.attributions import METHODS
 from vitviz.images import fit_to_model, to_tensor
 from vitviz.inputs import normalize
-from vitviz.models import create_vit, load_model, save_checkpoint
+from vitviz.checkpoints import save_checkpoint
+from vitviz.models import create_vit, load_model
 
 NAME = "tiny-shapes"
 

@@ -4,7 +4,7 @@ and each view either draws its figures or says in one line why it cannot (a jigs
 import pytest
 
 from apptest import chart_titles, open_page
-from vitviz.models import list_models
+from vitviz.registry import list_models
 
 BUNDLED = [e.ref for e in list_models() if e.source == "checkpoint" and e.ref.startswith("starter-")]
 PAGES = ["home", "patches", "positions", "attention", "attributions", "jigsaw"]

@@ -11,7 +11,8 @@ ARCH = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_c
 @pytest.fixture(autouse=True)
 def tiny_models(tmp_path, monkeypatch):
     """``tiny-jigsaw`` (a 4x4 jigsaw head, random weights) and ``tiny-classifier`` (none) in the picker."""
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     torch.manual_seed(0)
     save_checkpoint(create_vit(ARCH, jigsaw_grid=(4, 4)), tmp_path / "tiny-jigsaw",
@@ -148,7 +149,8 @@ def test_a_model_without_a_jigsaw_head_says_so_and_points_to_one():
 
 
 def test_a_jigsaw_head_on_a_model_with_positions_is_refused_with_the_reason(tmp_path, monkeypatch):
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     arch = {**ARCH, "pos_embed": "learn"}
     save_checkpoint(create_vit(arch, jigsaw_grid=(4, 4)), tmp_path / "positional-jigsaw",

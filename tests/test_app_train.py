@@ -7,8 +7,9 @@ import torch
 
 from apptest import chart_specs, chart_titles, open_page
 from vitviz.jigsaw import jigsaw_checkpoints
-from vitviz.jobs import JobRunner
-from vitviz.models import create_vit, load_model, save_checkpoint
+from training.jobs import JobRunner
+from vitviz.checkpoints import save_checkpoint
+from vitviz.models import create_vit, load_model
 
 
 @pytest.fixture

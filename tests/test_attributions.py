@@ -19,7 +19,8 @@ from vitviz.attributions import (
     SmoothGrad,
     method_by_name,
 )
-from vitviz.models import ModelCard, create_vit, load_model, save_checkpoint
+from vitviz.checkpoints import save_checkpoint
+from vitviz.models import ModelCard, create_vit, load_model
 
 CAPTUM_METHODS = (IntegratedGradients, Saliency, SmoothGrad, GradientShap, Occlusion, FeatureAblation)
 FAST = {IntegratedGradients: dict(n_steps=8), SmoothGrad: dict(nt_samples=4), GradientShap: dict(n_samples=4)}

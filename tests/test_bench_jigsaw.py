@@ -12,7 +12,8 @@ ARCH = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_c
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     torch.manual_seed(0)
     save_checkpoint(create_vit(ARCH, jigsaw_grid=(4, 4)), tmp_path / "tiny-jigsaw",

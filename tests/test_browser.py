@@ -51,7 +51,8 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
 def _tiny_jigsaw(folder) -> str:
     import torch
 
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0, pos_embed="none")
     torch.manual_seed(0)

@@ -228,7 +228,8 @@ def test_evaluate_scores_a_model_that_reads_one_patch():
 
 
 def tiny_classifier(path, class_names):
-    from vitviz.models import create_vit, save_checkpoint
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
 
     torch.manual_seed(0)
     architecture = dict(img_size=32, patch_size=8, num_classes=len(class_names), embed_dim=16, depth=1, num_heads=2)

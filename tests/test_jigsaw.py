@@ -27,7 +27,8 @@ from vitviz.jigsaw import (
     solve_batch,
 )
 from vitviz.inputs import normalize
-from vitviz.models import create_vit, load_model, save_checkpoint
+from vitviz.checkpoints import save_checkpoint
+from vitviz.models import create_vit, load_model
 from vitviz.patches import patchify, unpatchify
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vitviz.jobs import MODEL_SIZES, JobRunner, JobSpec, JobSpecError, JobStateError
-from vitviz.models import create_vit, list_models, load_model, read_sidecar, save_checkpoint
+from training.jobs import JobRunner, JobSpec, JobSpecError, JobStateError
+from vitviz.checkpoints import read_sidecar, save_checkpoint
+from vitviz.models import create_vit, load_model
+from vitviz.registry import list_models
 
 # A micro ViT on 32 px digits (the quickest data to make): each run is mostly its start-up.
 TINY = dict(data="digits", image_size=32, batch_size=16, eval_images=32, device="cpu")
@@ -45,7 +47,7 @@ def wait_for(condition, what: str, timeout: float = 180):
 
 def submit_and_exit(spec: JobSpec) -> str:
     """Submit from a process that exits at once, as an app that is then stopped; returns the job id."""
-    code = ("import json, sys; from vitviz.jobs import JobRunner, JobSpec; "
+    code = ("import json, sys; from training.jobs import JobRunner, JobSpec; "
             "print(JobRunner().submit(JobSpec(**json.loads(sys.argv[1]))).id)")
     done = subprocess.run([sys.executable, "-c", code, json.dumps(asdict(spec))], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
@@ -235,7 +237,7 @@ def test_the_command_writes_only_into_the_jobs_folders(runner, checkpoints, tmp_
     spec = runner.validate(JobSpec(task="finetune", name="from-jigsaw", init="my-jigsaw", image_size=24))
     assert spec.patch_size == 4  # the starting checkpoint's
     job_folder = runner.root / "job-1"
-    from vitviz.jobs import _command
+    from training.jobs import _command
 
     command = _command(spec, job_folder)
     assert command[:4] == [sys.executable, "-m", "training", "finetune"]
@@ -243,9 +245,3 @@ def test_the_command_writes_only_into_the_jobs_folders(runner, checkpoints, tmp_
     assert options["--out-dir"] == str(job_folder / "out") and options["--run-dir"] == str(job_folder / "run")
     assert options["--init"] == str((checkpoints / "my-jigsaw.safetensors").resolve())
     assert options["--patch-size"] == "4" and options["--name"] == "from-jigsaw"
-
-
-def test_model_sizes_match_the_training_presets():
-    from training.config import MODEL_PRESETS
-
-    assert set(MODEL_SIZES) == set(MODEL_PRESETS)

@@ -7,7 +7,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vitviz.models import ModelLoadError, create_vit, list_models, load_model, model_version, save_checkpoint
+from vitviz.checkpoints import save_checkpoint
+from vitviz.models import ModelLoadError, create_vit, load_model
+from vitviz.registry import list_models, model_version
 
 ARCH = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
 

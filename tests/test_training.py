@@ -231,12 +231,12 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["pretrain", "--data", "nowhere/at/all"], "No folder at"),
+    (["pretrain", "--data", "nowhere/at/all"], "does not exist"),
     (["pretrain", "--image-size", "30", "--patch-size", "8"], "does not divide"),
     (["pretrain", "--key-drop", "1.5"], "--key-drop"),
     (["pretrain", "--model", "huge"], "unknown model preset"),
     (["pretrain", "--resume", "--name", "never-ran"], "nothing to resume"),
-    (["finetune", "--data", "procedural"], "has no labels"),
+    (["finetune", "--data", "procedural"], "fine-tuning needs labels"),
     (["finetune", "--init", "missing/jig.safetensors"], "No file at"),
     (["evaluate", "missing/model.safetensors"], "No file at"),
     (["pretrain", "--unknown-option", "3"], "unrecognized arguments: --unknown-option"),
@@ -296,3 +296,29 @@ def test_quickstart_plans_a_coarse_pretext_then_a_finer_fine_tune_within_the_bud
     shape = model_shape(pretrain)
     parameters = shape["depth"] * 12 * shape["embed_dim"] ** 2  # the blocks, which dominate
     assert 3 * 4 * parameters < 25e6 * 0.9  # three float32 checkpoints fit the 25 MB bundle
+
+
+@pytest.mark.parametrize("config", [
+    PretrainConfig(),
+    PretrainConfig(name="jig", data="photos", minutes=2.5, key_drop=0.25, amp=False, patch_size=4, lr=3e-4),
+    FinetuneConfig(name="cls", init="/abs/jig.safetensors", steps=7, batch_size=5, eval_every=1, compile=True),
+    FinetuneConfig(minutes=1.0, steps=0, data="folder:/data/pets", layer_decay=0.75),
+    EvaluateConfig(checkpoint="starter-shapes", split="test", images=64, seed=3),
+    QuickstartConfig(minutes=72.0, threads=1),
+])
+def test_the_command_line_of_a_config_parses_back_to_it(config):
+    from training.cli import parse, to_argv
+
+    argv = to_argv(config)
+    assert all(isinstance(a, str) for a in argv)
+    command, parsed = parse(argv)
+    assert parsed == config and type(parsed) is type(config)
+    assert command == argv[0]
+
+
+def test_minutes_with_steps_keeps_both_limits():
+    from training.cli import parse, to_argv
+
+    config = PretrainConfig(minutes=3.0)  # steps stays at its default: whichever limit comes first ends the run
+    assert "--steps" in to_argv(config) and parse(to_argv(config))[1].steps == config.steps
+    assert parse(["pretrain", "--minutes", "3"])[1].steps == 0  # --minutes alone: time is the only limit

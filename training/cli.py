@@ -7,7 +7,7 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn, Optional, Sequence
 
-from vitviz.models import ModelLoadError
+from vitviz.checkpoints import ModelLoadError
 
 from .config import (
     ConfigError,
@@ -19,7 +19,7 @@ from .config import (
 )
 from .data import DataError, describe_specs
 
-__all__ = ["main"]
+__all__ = ["main", "parse", "to_argv"]
 
 _COMMANDS = {
     "pretrain": (PretrainConfig, "jigsaw pretext: predict each shuffled patch's grid position (no positional embedding)"),
@@ -36,20 +36,49 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def parse(argv: Sequence[str]) -> tuple[str, Any]:
+    """The command and its config dataclass from a ``python -m training`` argument list (without the program).
+
+    Options not given keep the dataclass defaults, except that ``--minutes`` without ``--steps`` sets
+    ``steps=0`` (the time budget alone ends the run). Bad options exit with code 2 and one sentence.
+    """
+    args = _parser().parse_args(list(argv))
+    config_class = _COMMANDS[args.command][0]
+    given = {f.name: getattr(args, f.name) for f in fields(config_class) if hasattr(args, f.name)}
+    if "minutes" in given and "steps" not in given and config_class in (PretrainConfig, FinetuneConfig):
+        given["steps"] = 0  # --minutes alone: the time budget is the only limit
+    return args.command, config_class(**given)
+
+
+def to_argv(config: Any) -> list[str]:
+    """The ``python -m training`` arguments that ``parse`` turns back into ``config`` (options that differ
+    from their defaults, and ``--steps`` whenever ``--minutes`` is given)."""
+    command = next((name for name, (cls, _) in _COMMANDS.items() if type(config) is cls), None)
+    if command is None:
+        raise TypeError(f"{type(config).__name__} is not a training command's config")
+    argv = [command]
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if value == f.default and not (f.name == "steps" and getattr(config, "minutes", 0)):
+            continue
+        if isinstance(value, bool):
+            argv.append(f"--{'' if value else 'no-'}{f.name.replace('_', '-')}")
+        elif command == "evaluate" and f.name == "checkpoint":
+            argv.insert(1, str(value))
+        else:
+            argv += [f"--{f.name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
+    return argv
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; returns the exit status (2 for bad options or inputs, 143 when stopped by a signal)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    config_class = _COMMANDS[args.command][0]
-    given = {f.name: getattr(args, f.name) for f in fields(config_class) if hasattr(args, f.name)}
-    if "minutes" in given and "steps" not in given and config_class is not QuickstartConfig and config_class is not EvaluateConfig:
-        given["steps"] = 0  # --minutes alone: the time budget is the only limit
-    config = config_class(**given)
+    command_name, config = parse(argv)
     command = ["python", "-m", "training", *argv]
     try:
-        if args.command == "evaluate":
+        if command_name == "evaluate":
             return _evaluate(config)
-        if args.command == "quickstart":
+        if command_name == "quickstart":
             from .quickstart import quickstart
 
             results = quickstart(config, command)
@@ -58,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             results = [train(config, command)]
     except (ConfigError, DataError, ModelLoadError) as e:
-        print(f"python -m training {args.command}: error: {e}", file=sys.stderr)
+        print(f"python -m training {command_name}: error: {e}", file=sys.stderr)
         return 2
     return 143 if any(r.interrupted for r in results) else 0
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from vitviz.checkpoints import ModelLoadError
 from vitviz.devices import default_device
 
 __all__ = [
@@ -23,24 +25,33 @@ __all__ = [
     "PretrainConfig",
     "QuickstartConfig",
     "TrainConfig",
+    "check_config",
     "field_help",
+    "init_sidecar",
     "model_shape",
     "resolve_device",
 ]
 
 
+DEFAULT_PATCH_SIZE = 8  # a fine-tune's patch side when neither --patch-size nor --init gives one
+
+
 class ConfigError(ValueError):
-    """An option value that cannot work; the message names it."""
+    """An option value that cannot work; the message names it, ``field`` the option (None for several)."""
+
+    def __init__(self, message: str, field: Optional[str] = None):
+        super().__init__(message)
+        self.field = field
 
 
-# Model sizes: (embed_dim, depth, num_heads). The vit_* ones are timm's ViT-Ti/S/B widths.
-MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
-    "micro": (64, 2, 2),  # seconds per run on a CPU: tests and smoke runs
-    "tiny": (128, 4, 4),  # CPU: a few minutes gives a working jigsaw model
-    "starter": (128, 4, 4),  # the bundled starter models: on a 2-core CPU more steps beat more depth
-    "vit_tiny": (192, 12, 3),  # GPU
-    "vit_small": (384, 12, 6),  # GPU
-    "vit_base": (768, 12, 12),  # GPU
+# Model sizes as timm's VisionTransformer keyword arguments. The vit_* ones are timm's ViT-Ti/S/B widths.
+MODEL_PRESETS: dict[str, dict[str, int]] = {
+    "micro": dict(embed_dim=64, depth=2, num_heads=2),  # seconds per run on a CPU: tests and smoke runs
+    "tiny": dict(embed_dim=128, depth=4, num_heads=4),  # CPU: a few minutes gives a working jigsaw model
+    "starter": dict(embed_dim=128, depth=4, num_heads=4),  # the bundled starter models: on a 2-core CPU more steps beat more depth
+    "vit_tiny": dict(embed_dim=192, depth=12, num_heads=3),  # GPU
+    "vit_small": dict(embed_dim=384, depth=12, num_heads=6),  # GPU
+    "vit_base": dict(embed_dim=768, depth=12, num_heads=12),  # GPU
 }
 
 
@@ -104,6 +115,7 @@ class FinetuneConfig(TrainConfig):
     """Classification with learned positional embeddings and a class head, from a jigsaw checkpoint or scratch."""
 
     name: str = "my-classifier"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
+    patch_size: int = 0  # patch side in pixels; must divide the image size; 0 = the --init checkpoint's, else 8
     init: str = ""  # jigsaw checkpoint (name or path) whose patch embedding, class token, blocks and norms start the model; empty = random weights
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     layer_decay: float = 0.0  # layer-wise learning-rate decay (e.g. 0.75: earlier blocks learn slower); 0 = off
@@ -153,16 +165,98 @@ def field_help(cls: type) -> dict[str, str]:
 def model_shape(config: TrainConfig) -> dict[str, Any]:
     """The timm VisionTransformer size keys for a config: the preset, with explicit values winning."""
     if config.model not in MODEL_PRESETS:
-        raise ConfigError(f"unknown model preset {config.model!r}; choose from {', '.join(MODEL_PRESETS)}")
-    embed_dim, depth, num_heads = MODEL_PRESETS[config.model]
-    embed_dim = config.embed_dim or embed_dim
-    num_heads = config.num_heads or num_heads
+        raise ConfigError(f"model size {config.model!r} is not one of {', '.join(MODEL_PRESETS)} "
+                          "(unknown model preset)", "model")
+    preset = MODEL_PRESETS[config.model]
+    embed_dim = config.embed_dim or preset["embed_dim"]
+    num_heads = config.num_heads or preset["num_heads"]
     if embed_dim % num_heads:
-        raise ConfigError(f"--embed-dim {embed_dim} is not divisible by --num-heads {num_heads}")
-    if config.image_size <= 0 or config.patch_size <= 0 or config.image_size % config.patch_size:
-        raise ConfigError(f"--patch-size {config.patch_size} does not divide --image-size {config.image_size}")
-    return dict(img_size=config.image_size, patch_size=config.patch_size, embed_dim=embed_dim,
-                depth=config.depth or depth, num_heads=num_heads, mlp_ratio=config.mlp_ratio)
+        raise ConfigError(f"--embed-dim {embed_dim} is not divisible by --num-heads {num_heads}", "num_heads")
+    patch_size = config.patch_size or DEFAULT_PATCH_SIZE
+    if config.image_size <= 0 or patch_size <= 0 or config.image_size % patch_size:
+        raise ConfigError(f"image size {config.image_size} is not a multiple of the patch size {patch_size} "
+                          "(the patch size does not divide it)", "image_size")
+    return dict(img_size=config.image_size, patch_size=patch_size, embed_dim=embed_dim,
+                depth=config.depth or preset["depth"], num_heads=num_heads, mlp_ratio=config.mlp_ratio)
+
+
+def check_config(config: TrainConfig) -> TrainConfig:
+    """Training's own checks, before any data or weights are loaded; the config with what they settle.
+
+    Checks the budget and every bounded option, the model size, the data specs (``vitviz.data.check_spec``:
+    labels are needed to fine-tune) and, for ``--init``, that it names a readable jigsaw checkpoint whose
+    size agrees with the options given. Settles the patch size (0 = the ``--init`` checkpoint's, else 8) and
+    the width, depth and heads of an ``--init`` checkpoint. ``train`` and the app's job runner both call it.
+
+    Raises:
+        ConfigError: the option (``field``) and why, in one sentence.
+        DataError: a data spec that cannot work (``vitviz.data``).
+    """
+    from vitviz.data import check_spec
+
+    if config.steps < 0 or config.minutes < 0 or not (config.steps or config.minutes):
+        raise ConfigError(f"a run needs a budget: --steps {config.steps} and --minutes {config.minutes} "
+                          "(one must be positive)", "steps")
+    for name in ("batch_size", "eval_every", "log_every", "eval_images"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}", name)
+    if not 0.0 <= config.warmup < 1.0:
+        raise ConfigError(f"--warmup is a fraction of the budget in [0, 1), got {config.warmup}", "warmup")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(f"--ema-decay must be in [0, 1), got {config.ema_decay}", "ema_decay")
+    if not config.name or "/" in config.name or config.name.startswith("."):
+        raise ConfigError(f"--name {config.name!r} must be a plain file name", "name")
+    if isinstance(config, PretrainConfig) and not 0.0 <= config.key_drop < 1.0:
+        raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}", "key_drop")
+    labeled = isinstance(config, FinetuneConfig)
+    config = replace(config, data=check_spec(config.data, labeled=labeled),
+                     eval_data=check_spec(config.eval_data, labeled=labeled) if config.eval_data else "")
+    if isinstance(config, FinetuneConfig) and config.init:
+        config = _settle_init(config)
+    model_shape(config)
+    return replace(config, patch_size=config.patch_size or DEFAULT_PATCH_SIZE)
+
+
+def init_sidecar(init: str) -> tuple[Path, dict[str, Any]]:
+    """The weights file and sidecar that ``--init`` names (a checkpoint name or a ``.safetensors`` path)."""
+    from vitviz.checkpoints import read_sidecar
+    from vitviz.registry import checkpoint_dirs, resolve
+
+    source, target = resolve(init)
+    if source == "timm":
+        raise ConfigError(f"starting checkpoint {init!r} is not a checkpoint in "
+                          f"{', '.join(str(d) for d in checkpoint_dirs())}", "init")
+    path = Path(target)
+    if not path.is_file():
+        raise ConfigError(f"No file at {path}: --init takes a checkpoint name or its .safetensors file", "init")
+    try:
+        return path, read_sidecar(path)
+    except ModelLoadError as e:
+        raise ConfigError(f"starting checkpoint {init!r} cannot be read: {e}", "init") from None
+
+
+def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
+    path, sidecar = init_sidecar(config.init)
+    kind = sidecar.get("kind", "non-vitviz")
+    if kind != "jigsaw":
+        raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; fine-tuning starts from a "
+                          "jigsaw checkpoint (or from random weights): --init takes a jigsaw checkpoint", "init")
+    source = sidecar["architecture"]
+    wanted = {"patch_size": config.patch_size, "embed_dim": config.embed_dim, "depth": config.depth,
+              "num_heads": config.num_heads}
+    for key, value in wanted.items():
+        if value and value != source[key]:
+            raise ConfigError(f"--{key.replace('_', '-')} {value} differs from the --init checkpoint's {source[key]}; "
+                              "the model size comes from the checkpoint", key)
+    if config.mlp_ratio != source.get("mlp_ratio", 4.0):
+        raise ConfigError(f"--mlp-ratio {config.mlp_ratio} differs from the --init checkpoint's "
+                          f"{source.get('mlp_ratio', 4.0)}", "mlp_ratio")
+    patch_size = int(source["patch_size"])
+    if config.image_size % patch_size:
+        raise ConfigError(f"image size {config.image_size} is not a multiple of the patch size {patch_size} of the "
+                          f"starting checkpoint {path.stem!r} (the patch size does not divide it)", "image_size")
+    return replace(config, patch_size=patch_size, embed_dim=source["embed_dim"], depth=source["depth"],
+                   num_heads=source["num_heads"])
 
 
 def resolve_device(name: str, local_rank: Optional[int] = None) -> torch.device:

@@ -40,9 +40,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 import vitviz
 from vitviz.jigsaw import jigsaw_logits, key_keep_mask, shuffle_permutation
-from vitviz.models import create_vit, load_model, save_checkpoint
+from vitviz.checkpoints import save_checkpoint
+from vitviz.models import create_vit, load_model
 
-from .config import ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, model_shape, resolve_device
+from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, init_sidecar, model_shape,
+                     resolve_device)
 from .data import build_data, fixed_set
 from .evaluate import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
 
@@ -70,7 +72,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     """Train as ``config`` says; ``command`` (the argv) is recorded in the sidecar."""
     jigsaw = isinstance(config, PretrainConfig)
     kind = "jigsaw" if jigsaw else "classifier"
-    _check(config)
+    config = check_config(config)  # before anything is loaded: one sentence for a bad option
 
     # distributed set-up: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
     ddp = int(os.environ.get("RANK", -1)) != -1
@@ -86,8 +88,6 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     # data: each rank draws its own stream (see _reseed); the evaluation set is fixed by the seed
     train_data = build_data(config.data, "train", config.image_size, seed=config.seed, device=device)
     eval_spec = config.eval_data or config.data
-    if not jigsaw and train_data.num_classes == 0:
-        raise ConfigError(f"--data {config.data} has no labels: fine-tuning needs a labeled dataset")
 
     # model: a timm VisionTransformer; jigsaw ones have no positional embedding and a jigsaw head
     config, architecture, init_state = _architecture(config, train_data.num_classes)
@@ -273,23 +273,6 @@ class _JigsawNet(nn.Module):
         return jigsaw_logits(self.vit, images, permutation, key_mask)
 
 
-def _check(config: TrainConfig) -> None:
-    if config.steps < 0 or config.minutes < 0 or not (config.steps or config.minutes):
-        raise ConfigError(f"a run needs a budget: --steps {config.steps} and --minutes {config.minutes} (one must be positive)")
-    for name in ("batch_size", "eval_every", "log_every", "eval_images"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if not 0.0 <= config.warmup < 1.0:
-        raise ConfigError(f"--warmup is a fraction of the budget in [0, 1), got {config.warmup}")
-    if not 0.0 <= config.ema_decay < 1.0:
-        raise ConfigError(f"--ema-decay must be in [0, 1), got {config.ema_decay}")
-    if not config.name or "/" in config.name or config.name.startswith("."):
-        raise ConfigError(f"--name {config.name!r} must be a plain file name")
-    if isinstance(config, PretrainConfig) and not 0.0 <= config.key_drop < 1.0:
-        raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}")
-    model_shape(config)
-
-
 def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, dict[str, Any], Optional[dict]]:
     """The timm VisionTransformer keys of this run, the config with its model size filled in, and
     the backbone weights from ``--init`` (None without)."""
@@ -302,24 +285,10 @@ def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, d
         shape = model_shape(config)
         architecture = dict(**shape, num_classes=num_classes, class_token=True, global_pool="token", pos_embed="learn")
         return replace(config, embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"]), architecture, None
-    init_model = load_model(config.init, device="cpu")  # raises ModelLoadError with a reason
-    card = init_model.card
-    if card.sidecar.get("kind") != "jigsaw":
-        raise ConfigError(f"--init {config.init}: {card.name} is a {card.sidecar.get('kind', 'non-vitviz')} model; "
-                          "--init takes a jigsaw checkpoint")
-    source = card.sidecar["architecture"]
-    wanted = {"patch_size": config.patch_size, "embed_dim": config.embed_dim, "depth": config.depth,
-              "num_heads": config.num_heads}
-    for key, value in wanted.items():
-        if value and value != source[key]:
-            raise ConfigError(f"--{key.replace('_', '-')} {value} differs from the --init checkpoint's {source[key]}; "
-                              "the model size comes from the checkpoint")
-    if config.mlp_ratio != source.get("mlp_ratio", 4.0):
-        raise ConfigError(f"--mlp-ratio {config.mlp_ratio} differs from the --init checkpoint's {source.get('mlp_ratio', 4.0)}")
-    config = replace(config, embed_dim=source["embed_dim"], depth=source["depth"], num_heads=source["num_heads"])
-    shape = model_shape(config)
-    architecture = {**source, **shape, "num_classes": num_classes, "global_pool": "token", "pos_embed": "learn"}
-    state = {k: v for k, v in init_model.state_dict().items() if not k.startswith("jigsaw_head.")}
+    path, sidecar = init_sidecar(config.init)  # check_config settled the size from it
+    architecture = {**sidecar["architecture"], **model_shape(config), "num_classes": num_classes,
+                    "global_pool": "token", "pos_embed": "learn"}
+    state = {k: v for k, v in load_model(path, device="cpu").state_dict().items() if not k.startswith("jigsaw_head.")}
     return config, architecture, state
 
 

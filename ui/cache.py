@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from vitviz.images import load_image
-from vitviz.models import load_model, model_version
+from vitviz.models import load_model
+from vitviz.registry import model_version
 from vitviz.samples import load_sample
 
 

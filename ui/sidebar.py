@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from vitviz.devices import default_device, describe_device
-from vitviz.models import list_models
+from vitviz.registry import list_models
 from vitviz.samples import sample_names
 
 from .context import IMAGE_SOURCE, IMAGE_SOURCES, MODEL_REF, SAMPLE_NAME, SHAPES_INDEX, UPLOAD

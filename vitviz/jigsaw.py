@@ -28,7 +28,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .inputs import normalize
-from .models import checkpoint_dirs, list_models, model_card, read_sidecar
+from .card import model_card
+from .registry import list_models
 from .patches import grid_shape, patchify, unpatchify
 
 __all__ = [
@@ -395,16 +396,5 @@ def reassembly_steps(placement: torch.Tensor, confidence: Optional[torch.Tensor]
 
 
 def jigsaw_checkpoints() -> list[str]:
-    """Names of the checkpoints in the model picker (``vitviz.models.list_models``) that have a jigsaw head."""
-    names = []
-    for entry in list_models():
-        if entry.source != "checkpoint":
-            continue
-        path = next((d / f"{entry.ref}.safetensors" for d in checkpoint_dirs()
-                     if (d / f"{entry.ref}.safetensors").is_file()), None)
-        try:
-            if path is not None and read_sidecar(path).get("jigsaw"):
-                names.append(entry.ref)
-        except ValueError:  # an unreadable sidecar: the picker lists it, but it is not a jigsaw model
-            continue
-    return names
+    """Names of the checkpoints in the model picker (``vitviz.registry.list_models``) that have a jigsaw head."""
+    return [entry.ref for entry in list_models() if entry.kind == "jigsaw"]

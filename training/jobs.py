@@ -2,7 +2,7 @@
 
 Layout of the jobs root (``$VITVIZ_JOBS``, default ``<repo>/jobs/``)::
 
-    models/              the checkpoints of ended jobs; vitviz.models.checkpoint_dirs() lists this folder
+    models/              the checkpoints of ended jobs; vitviz.registry.checkpoint_dirs() lists this folder
     .lock                held (flock) while a process changes a job's status or starts a job
     <job id>/
         spec.json        the validated JobSpec and the exact command line
@@ -13,7 +13,7 @@ Layout of the jobs root (``$VITVIZ_JOBS``, default ``<repo>/jobs/``)::
 
 How the queue moves. ``JobRunner.submit`` validates a spec, writes the job's folder as ``queued`` and
 calls ``advance``, which starts the oldest queued job of every device that has none running. Starting
-a job launches a supervisor, ``python -m vitviz.jobs <job folder>``, in a session of its own, so it
+a job launches a supervisor, ``python -m training.jobs <job folder>``, in a session of its own, so it
 outlives the app (and a Ctrl-C to it). The supervisor runs ``python -m training ...`` with its output
 in log.txt, waits for it, moves its checkpoint into models/ (so the model picker only ever lists
 weights that no longer change), writes the exit record (finished, failed or cancelled; exit code;
@@ -26,9 +26,13 @@ or an app and a supervisor, never start two jobs on one device nor lose each oth
 Cancel: a queued job is cancelled without ever starting; for a running one, the first cancel sends
 SIGTERM to the training process, which writes its last checkpoint and exits; a second sends SIGKILL.
 
-Nothing from the UI reaches a command line unchecked (``validate``): the checkpoint name is a plain
-file name, the checkpoint goes to ``<root>/models`` and the run folder into the job's folder, so no
-choice in the UI makes a job write anywhere else. Unix only (flock, signals, sessions).
+Nothing from the UI reaches a command line unchecked (``validate``): the app's own bounds come first
+(a plain file name, step and batch limits, a starting checkpoint from the picker, an absolute data
+folder); then the spec becomes the training config it will run with, and training's own checks
+(``training.config.check_config``) judge it, so the app and the CLI refuse the same things in the same
+words. The command line is ``training.cli.to_argv`` of that config. The checkpoint goes to
+``<root>/models`` and the run folder into the job's folder, so no choice in the UI makes a job write
+anywhere else. Unix only (flock, signals, sessions).
 """
 
 from __future__ import annotations
@@ -49,41 +53,35 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Sequence
 
-# Only the standard library at load time: the supervisor, which lives as long as its job, stays small.
-# validate() imports vitviz.models when it runs.
+from vitviz.checkpoints import ModelLoadError
+from vitviz.data import DataError
+from vitviz.registry import CHECKPOINT_NAME, JOBS_ENV, checkpoint_dirs, find_checkpoint, jobs_models_dir, jobs_root
+
+from .cli import to_argv
+from .config import MODEL_PRESETS, ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config
 
 __all__ = [
-    "BUNDLED_DATASETS",
-    "DEFAULT_JOBS_ROOT",
-    "JOBS_ENV",
     "Job",
     "JobRunner",
     "JobSpec",
     "JobSpecError",
     "JobStateError",
-    "LABELED_DATASETS",
     "LIMITS",
     "MODEL_SIZES",
     "State",
     "Task",
     "jobs_root",
-    "models_dir",
 ]
 
-JOBS_ENV = "VITVIZ_JOBS"
 _REPO = Path(__file__).resolve().parent.parent
-DEFAULT_JOBS_ROOT = _REPO / "jobs"
 
 Task = Literal["pretrain", "finetune"]
 State = Literal["queued", "running", "finished", "failed", "cancelled"]
 ACTIVE_STATES = ("queued", "running")
 
-# Data sets a job may name (or mix, as A:W+B:W); any image folder works too, as folder:PATH.
-BUNDLED_DATASETS = ("shapes", "digits", "photos", "procedural")
-LABELED_DATASETS = ("shapes", "digits")
-# The training CLI's size presets (training.config.MODEL_PRESETS; a test keeps the two in step).
-MODEL_SIZES = ("micro", "tiny", "starter", "vit_tiny", "vit_small", "vit_base")
-# Inclusive ranges of the numeric options.
+# The size presets a job may name: training's own (training.config.MODEL_PRESETS).
+MODEL_SIZES = tuple(MODEL_PRESETS)
+# The app's bounds on the numeric options, inclusive: what one person may ask of a shared machine.
 LIMITS: dict[str, tuple[float, float]] = {
     "steps": (1, 100_000),
     "batch_size": (1, 1024),
@@ -92,7 +90,6 @@ LIMITS: dict[str, tuple[float, float]] = {
     "eval_images": (8, 10_000),
     "seed": (0, 2**31 - 1),
 }
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 _NICE = 10  # the training process yields the CPU to the app's own sessions
 _LOG_TAIL = 20
@@ -198,17 +195,6 @@ class Job:
         return max((int(r["step"]) for r in rows), default=0)
 
 
-def jobs_root() -> Path:
-    """``$VITVIZ_JOBS`` if set, else ``<repo>/jobs``."""
-    env = os.environ.get(JOBS_ENV, "").strip()
-    return Path(env).expanduser() if env else DEFAULT_JOBS_ROOT
-
-
-def models_dir(root: Optional[Path] = None) -> Path:
-    """The folder jobs write their checkpoints to: ``<jobs root>/models``."""
-    return (root or jobs_root()) / "models"
-
-
 class JobRunner:
     """Submit, list and cancel jobs in one jobs root. Stateless: any number of runners, in any
     number of processes, share a root; a new one finds every job there (as after an app restart)."""
@@ -218,16 +204,14 @@ class JobRunner:
 
     @property
     def models_dir(self) -> Path:
-        return models_dir(self.root)
+        return jobs_models_dir(self.root)
 
     def validate(self, spec: JobSpec) -> JobSpec:
         """The spec with its data path made absolute and its patch size settled, or ``JobSpecError``."""
-        return _validate(spec, self.models_dir)
+        return _validate(spec, self.models_dir, self.root / "validate")
 
     def suggest_name(self, base: str) -> str:
         """``base-1``, ``base-2``, ...: the first name no checkpoint and no waiting or running job has."""
-        from .models import checkpoint_dirs
-
         active = {j.spec.name for j in self._read_all() if j.active}
         for n in range(1, 10_000):
             name = f"{base}-{n}"
@@ -314,7 +298,7 @@ class JobRunner:
 
     def _launch(self, job: Job) -> None:
         with open(job.log_path, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "vitviz.jobs", str(job.folder)], cwd=_REPO,
+            process = subprocess.Popen([sys.executable, "-m", "training.jobs", str(job.folder)], cwd=_REPO,
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True, env=_child_env(self.root))
         # Reap it if it ends while this process lives (else a zombie would look alive); after this
@@ -343,12 +327,12 @@ class JobRunner:
 # --- validation -----------------------------------------------------------------------------------
 
 
-def _validate(spec: JobSpec, out_dir: Path) -> JobSpec:
-    from .models import ModelLoadError, checkpoint_dirs, read_sidecar
-
+def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
+    """The app's own bounds, then training's checks on the config the job would run (``folder`` stands in
+    for the job's folder); the spec with its data spec normalised and its patch size settled."""
     if spec.task not in ("pretrain", "finetune"):
         raise JobSpecError("task", f"task {spec.task!r} is neither 'pretrain' (jigsaw) nor 'finetune' (classification)")
-    if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name) or ".." in spec.name:
+    if not isinstance(spec.name, str) or not CHECKPOINT_NAME.fullmatch(spec.name) or ".." in spec.name:
         raise JobSpecError("name", f"checkpoint name {spec.name!r} is not allowed: use up to 64 letters, digits, "
                                    "'.', '_' and '-', starting with a letter or digit (no '/', no '..')")
     for directory in [*checkpoint_dirs(), out_dir]:
@@ -368,98 +352,45 @@ def _validate(spec: JobSpec, out_dir: Path) -> JobSpec:
         raise JobSpecError("lr", f"learning rate {spec.lr!r} is out of range: choose a number from {low:g} to {high:g}")
     if not isinstance(spec.device, str) or not _DEVICE.fullmatch(spec.device):
         raise JobSpecError("device", f"device {spec.device!r} is not one of cpu, cuda, cuda:N, mps")
-    if spec.model not in MODEL_SIZES:
-        raise JobSpecError("model", f"model size {spec.model!r} is not one of {', '.join(MODEL_SIZES)}")
-    data = _validate_data(spec.data, spec.task)
-
-    patch_size = spec.patch_size or 8
-    if spec.init:
-        if spec.task == "pretrain":
-            raise JobSpecError("init", f"jigsaw pretraining starts from random weights; a starting checkpoint "
-                                       f"({spec.init!r}) is for fine-tuning")
-        weights = next((d / f"{spec.init}.safetensors" for d in checkpoint_dirs()
-                        if _NAME.fullmatch(spec.init) and (d / f"{spec.init}.safetensors").is_file()), None)
-        if weights is None:
-            raise JobSpecError("init", f"starting checkpoint {spec.init!r} is not a checkpoint in "
-                                       f"{', '.join(str(d) for d in checkpoint_dirs())}")
-        try:
-            sidecar = read_sidecar(weights)
-        except ModelLoadError as e:
-            raise JobSpecError("init", f"starting checkpoint {spec.init!r} cannot be read: {e}") from None
-        kind = sidecar.get("kind", "unknown")
-        if kind != "jigsaw":
-            raise JobSpecError("init", f"starting checkpoint {spec.init!r} is a {kind} checkpoint; fine-tuning "
-                                       "starts from a jigsaw checkpoint (or from random weights)")
-        init_patch = int(sidecar["architecture"]["patch_size"])
-        if spec.patch_size and spec.patch_size != init_patch:
-            raise JobSpecError("patch_size", f"patch size {spec.patch_size} differs from the starting checkpoint "
-                                             f"{spec.init!r}'s {init_patch}")
-        patch_size = init_patch
-    if spec.image_size % patch_size:
-        source = f" of the starting checkpoint {spec.init!r}" if spec.init else ""
-        raise JobSpecError("image_size", f"image size {spec.image_size} is not a multiple of the patch size "
-                                         f"{patch_size}{source}")
-    return replace(spec, data=data, patch_size=patch_size)
-
-
-def _validate_data(data: str, task: Task) -> str:
-    """The data spec with any folder made absolute; a ``JobSpecError`` naming the bad part otherwise."""
-    if not isinstance(data, str) or not data.strip():
+    if spec.init and spec.task == "pretrain":
+        raise JobSpecError("init", f"jigsaw pretraining starts from random weights; a starting checkpoint "
+                                   f"({spec.init!r}) is for fine-tuning")
+    if spec.init and find_checkpoint(spec.init) is None:  # the picker's names only, never a path
+        raise JobSpecError("init", f"starting checkpoint {spec.init!r} is not a checkpoint in "
+                                   f"{', '.join(str(d) for d in checkpoint_dirs())}")
+    if not isinstance(spec.data, str) or not spec.data.strip():
         raise JobSpecError("data", "no data set chosen")
-    data = data.strip()
-    if data.startswith("folder:"):
-        raw = data[len("folder:"):].strip()
-        if not raw:
-            raise JobSpecError("data", "'folder:' needs the path of an image folder after it")
-        folder = Path(raw).expanduser()
-        if not folder.is_absolute():
-            raise JobSpecError("data", f"dataset folder {raw!r} is not an absolute path")
-        if not folder.exists():
-            raise JobSpecError("data", f"dataset folder {folder} does not exist")
-        if not folder.is_dir():
-            raise JobSpecError("data", f"dataset folder {folder} is a file, not a folder")
-        if not any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
-            raise JobSpecError("data", f"dataset folder {folder} has no class sub-folders: it needs one "
-                                       "sub-folder of images per class")
-        return f"folder:{folder.resolve()}"
-    names = []
-    for part in data.split("+"):
-        name, _, weight = part.strip().partition(":")
-        if name not in BUNDLED_DATASETS:
-            raise JobSpecError("data", f"unknown data set {name!r}: choose from {', '.join(BUNDLED_DATASETS)}, "
-                                       "a mixture like photos:1+procedural:1, or an image folder")
-        try:
-            if weight and not float(weight) > 0:
-                raise ValueError
-        except ValueError:
-            raise JobSpecError("data", f"mixture weight {weight!r} of {name} is not a positive number") from None
-        names.append(name)
-    if task == "finetune":
-        unlabeled = [n for n in names if n not in LABELED_DATASETS]
-        if unlabeled or len(set(names)) > 1:
-            why = f"{unlabeled[0]!r} has none" if unlabeled else "a mixture of different classes has none"
-            raise JobSpecError("data", f"fine-tuning needs labels and {why}: choose {' or '.join(LABELED_DATASETS)} "
-                                       "or an image folder with a sub-folder per class")
-    return data
+    data = spec.data.strip()
+    if data.startswith("folder:") and not Path(data[len("folder:"):].strip()).expanduser().is_absolute():
+        raise JobSpecError("data", f"dataset folder {data[len('folder:'):].strip()!r} is not an absolute path: "
+                                   "the training process does not run where the app does")
+    try:
+        config = check_config(_config(replace(spec, data=data), folder))
+    except ConfigError as e:
+        raise JobSpecError(e.field or "task", str(e)) from None
+    except DataError as e:
+        raise JobSpecError("data", str(e)) from None
+    except ModelLoadError as e:
+        raise JobSpecError("init", str(e)) from None
+    return replace(spec, data=config.data, patch_size=config.patch_size)
+
+
+def _config(spec: JobSpec, folder: Path) -> TrainConfig:
+    """The training config a spec runs with; every path it writes is inside the job's ``folder``."""
+    common = dict(name=spec.name, data=spec.data, out_dir=str(folder / "out"), run_dir=str(folder / "run"),
+                  image_size=spec.image_size, patch_size=spec.patch_size, steps=spec.steps,
+                  batch_size=spec.batch_size, lr=float(spec.lr), seed=spec.seed, device=spec.device,
+                  eval_images=spec.eval_images, eval_every=spec.eval_every, log_every=spec.log_every)
+    if spec.task == "pretrain":
+        return PretrainConfig(**common, model=spec.model)
+    if spec.init:  # a path: the same file whatever the job's environment
+        return FinetuneConfig(**common, init=str(find_checkpoint(spec.init).resolve()))
+    return FinetuneConfig(**common, model=spec.model)
 
 
 def _command(spec: JobSpec, folder: Path) -> list[str]:
-    """The training command line of a validated spec; every path it writes is inside the job's ``folder``."""
-    command = [sys.executable, "-m", "training", spec.task, "--name", spec.name, "--data", spec.data,
-               "--out-dir", str(folder / "out"), "--run-dir", str(folder / "run"),
-               "--image-size", str(spec.image_size), "--patch-size", str(spec.patch_size),
-               "--steps", str(spec.steps), "--batch-size", str(spec.batch_size), "--lr", repr(float(spec.lr)),
-               "--seed", str(spec.seed), "--device", spec.device, "--eval-images", str(spec.eval_images),
-               "--eval-every", str(spec.eval_every), "--log-every", str(spec.log_every)]
-    if spec.init:
-        from .models import checkpoint_dirs
-
-        weights = next(d / f"{spec.init}.safetensors" for d in checkpoint_dirs()
-                       if (d / f"{spec.init}.safetensors").is_file())
-        command += ["--init", str(weights.resolve())]  # a path: the same file whatever the job's environment
-    else:
-        command += ["--model", spec.model]
-    return command
+    """The training command line of a validated spec: ``training.cli.to_argv`` of its config."""
+    return [sys.executable, "-m", "training", *to_argv(_config(spec, folder))]
 
 
 # --- state on disk --------------------------------------------------------------------------------
@@ -587,7 +518,7 @@ def _publish(folder: Path, name: str) -> str:
     Returns a note for the user when the checkpoint has to stay where it is ("" otherwise).
     """
     weights = folder / "out" / f"{name}.safetensors"
-    target = models_dir(folder.parent) / weights.name
+    target = jobs_models_dir(folder.parent) / weights.name
     if not weights.is_file():
         return ""
     if target.exists():  # validation refused the name, so someone put a file there while the job ran

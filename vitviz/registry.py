@@ -1,0 +1,152 @@
+"""Where models live: the checkpoint folders, the model picker's entries, and what a model reference names.
+
+A reference (what ``vitviz.models.load_model`` takes) is a checkpoint name, found in
+``checkpoint_dirs()``; a timm model name (optionally ``timm:NAME``); or a path to a weights file.
+Checkpoint folders, searched in order: the bundled ``models/``, the folders of ``$VITVIZ_MODELS``
+(separated by ``os.pathsep``), and ``<jobs root>/models`` where the app's training jobs publish
+their checkpoints (``$VITVIZ_JOBS``, default ``<repo>/jobs``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from .card import Source
+from .checkpoints import WEIGHTS_SUFFIXES, ModelLoadError, read_sidecar
+
+__all__ = [
+    "BUNDLED_MODELS_DIR",
+    "CHECKPOINT_NAME",
+    "DEFAULT_JOBS_ROOT",
+    "JOBS_ENV",
+    "MODELS_ENV",
+    "ModelEntry",
+    "TIMM_SUGGESTIONS",
+    "checkpoint_dirs",
+    "find_checkpoint",
+    "jobs_models_dir",
+    "jobs_root",
+    "list_models",
+    "model_version",
+    "resolve",
+]
+
+MODELS_ENV = "VITVIZ_MODELS"
+JOBS_ENV = "VITVIZ_JOBS"
+_REPO = Path(__file__).resolve().parent.parent
+BUNDLED_MODELS_DIR = _REPO / "models"
+DEFAULT_JOBS_ROOT = _REPO / "jobs"
+# A checkpoint name: a plain file name, so a name can never reach outside its folder.
+CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Offered in the picker after the checkpoints; any other timm ViT name can be typed in.
+TIMM_SUGGESTIONS = (
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "vit_base_patch16_224",
+    "vit_small_patch14_reg4_dinov2",
+    "vit_base_patch32_224",
+    "vit_small_patch8_224",
+)
+
+Kind = Literal["classifier", "jigsaw", "checkpoint", "unreadable sidecar", "timm"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the model picker."""
+
+    ref: str  # what load_model takes
+    source: Source
+    label: str  # what the picker shows
+    kind: str = "timm"  # a checkpoint's sidecar kind ("classifier", "jigsaw", ...); "timm" for timm names
+    path: Optional[Path] = None  # a checkpoint's weights file
+
+
+def jobs_root() -> Path:
+    """``$VITVIZ_JOBS`` if set, else ``<repo>/jobs``: where the app's training jobs keep their state."""
+    env = os.environ.get(JOBS_ENV, "").strip()
+    return Path(env).expanduser() if env else DEFAULT_JOBS_ROOT
+
+
+def jobs_models_dir(root: Optional[Path] = None) -> Path:
+    """The folder training jobs publish their checkpoints to: ``<jobs root>/models``."""
+    return (root or jobs_root()) / "models"
+
+
+def checkpoint_dirs() -> list[Path]:
+    """Folders searched for checkpoints, in order: the bundled ``models/``, then ``$VITVIZ_MODELS`` if
+    set, then ``jobs_models_dir()``."""
+    dirs = [BUNDLED_MODELS_DIR]
+    extra = os.environ.get(MODELS_ENV, "").strip()
+    if extra:
+        dirs.extend(Path(p).expanduser() for p in extra.split(os.pathsep) if p)
+    dirs.append(jobs_models_dir())
+    return dirs
+
+
+def find_checkpoint(name: str) -> Optional[Path]:
+    """The weights file of the first checkpoint called ``name`` in ``checkpoint_dirs()``, or None.
+    A name that is not a plain file name (``CHECKPOINT_NAME``) finds nothing."""
+    if not CHECKPOINT_NAME.fullmatch(name) or ".." in name:
+        return None
+    for directory in checkpoint_dirs():
+        candidate = directory / f"{name}.safetensors"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def list_models() -> list[ModelEntry]:
+    """Checkpoints first (bundled, then user), then the suggested timm names. In each folder classifiers come
+    before jigsaw models, by name: most views explain a classifier, so the first entry (the app's default) is one."""
+    entries: list[ModelEntry] = []
+    seen: set[str] = set()
+    for directory in checkpoint_dirs():
+        if not directory.is_dir():
+            continue
+        found = []
+        for weights in sorted(directory.glob("*.safetensors")):
+            if weights.stem in seen or not weights.with_suffix(".json").exists():
+                continue
+            seen.add(weights.stem)
+            try:
+                kind = read_sidecar(weights).get("kind", "checkpoint")
+            except ModelLoadError:
+                kind = "unreadable sidecar"
+            found.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})", kind, weights))
+        entries.extend(sorted(found, key=lambda e: e.kind != "classifier"))  # a stable sort: by name within each group
+    entries.extend(ModelEntry(name, "timm", f"{name} (timm)") for name in TIMM_SUGGESTIONS)
+    return entries
+
+
+def resolve(ref: str) -> tuple[Source, "str | Path"]:
+    """What ``ref`` names: ("timm", model name), ("file", weights path) or ("checkpoint", weights path).
+
+    A ``timm:`` prefix, a weights suffix or a path separator decide at once; otherwise a checkpoint of
+    that name wins over a timm name.
+    """
+    ref = ref.strip()
+    if ref.startswith("timm:"):
+        return "timm", ref[len("timm:"):]
+    path = Path(ref).expanduser()
+    if path.suffix in WEIGHTS_SUFFIXES or os.sep in ref:
+        return "file", path
+    checkpoint = find_checkpoint(ref)
+    return ("checkpoint", checkpoint) if checkpoint is not None else ("timm", ref)
+
+
+def model_version(ref: "str | os.PathLike") -> str:
+    """Which file ``ref`` names now and its size and modification time; empty for a timm name.
+    With the ref it keys caches, so a checkpoint trained again under the same name is loaded again."""
+    source, target = resolve(str(ref))
+    if source == "timm":
+        return ""
+    try:
+        stat = Path(target).stat()
+    except OSError:
+        return ""
+    return f"{target}:{stat.st_size}-{stat.st_mtime_ns}"
