@@ -11,7 +11,6 @@ from vitviz.jigsaw import (
     decode_argmax,
     displacement,
     jigsaw_checkpoints,
-    jigsaw_logits,
     jigsaw_metrics,
     key_keep_mask,
     pin_unmoved,
@@ -74,7 +73,7 @@ def test_jigsaw_logits_see_the_patches_in_shuffled_order():
     shuffled_images = unpatchify(shuffled, 4, (4, 4))
     with torch.no_grad():
         expected = model.jigsaw_head(model.forward_features(shuffled_images)[:, 1:])  # no positions: raster = shuffled
-        got = jigsaw_logits(model, images, perms)
+        got = model(images, perms)
     assert got.shape == (3, 16, 16)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
@@ -93,12 +92,12 @@ def test_key_keep_mask_drops_exactly_the_fraction_and_hides_those_keys():
     dropped = int((~mask[0, 0, 0, 1:]).nonzero()[0])
     kept = int(mask[0, 0, 0, 1:].nonzero()[0])
     with torch.no_grad():
-        base = jigsaw_logits(model, images, perm, mask)
+        base = model(images, perm, mask)
         for token, should_change in ((dropped, False), (kept, True)):
             changed = images.clone()
             r, c = divmod(token, 4)
             changed[:, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = torch.rand(1, 3, 4, 4)
-            out = jigsaw_logits(model, changed, perm, mask)
+            out = model(changed, perm, mask)
             others = [i for i in range(16) if i != token]
             assert torch.allclose(out[0, others], base[0, others], atol=1e-6) != should_change
             assert not torch.allclose(out[0, token], base[0, token])  # its own prediction does change
@@ -248,7 +247,7 @@ def test_position_logits_drop_keys_as_the_seeded_mask_says(tmp_path):
     with torch.no_grad():
         got = position_logits(model, images, perms, drop_fraction=0.5, generator=torch.Generator().manual_seed(9))
         mask = key_keep_mask(2, 1, 16, 0.5, torch.Generator().manual_seed(9))
-        expected = jigsaw_logits(model, normalize(images, model), perms, mask)
+        expected = model(normalize(images, model), perms, mask)
         other_seed = position_logits(model, images, perms, drop_fraction=0.5, generator=torch.Generator().manual_seed(1))
         no_drop = position_logits(model, images, perms)
     torch.testing.assert_close(got, expected)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz.jigsaw import jigsaw_logits, jigsaw_metrics, shuffle_permutation
+from vitviz.jigsaw import jigsaw_metrics, shuffle_permutation
 from vitviz.models import ModelCard, load_model
 
 from .config import ConfigError, EvaluateConfig, resolve_device
@@ -41,8 +41,8 @@ def evaluate_jigsaw(
 ) -> dict[str, float]:
     """Per-patch accuracy and exact-puzzle rate (argmax and Hungarian) and the loss, over ``images``."""
     logits_all = _batched_logits(model, images, mean, std, batch_size,
-                                 lambda batch, start: jigsaw_logits(model, batch, permutations[start:start + len(batch)]
-                                                                    .to(batch.device)))  # (n, N, N)
+                                 lambda batch, start: model(batch, permutations[start:start + len(batch)]
+                                                            .to(batch.device)))  # (n, N, N)
     metrics = jigsaw_metrics(logits_all, permutations)
     metrics["loss"] = F.cross_entropy(logits_all.flatten(0, 1), permutations.flatten()).item()
     return metrics

@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import vitviz
-from vitviz.jigsaw import jigsaw_logits, key_keep_mask, shuffle_permutation
+from vitviz.jigsaw import key_keep_mask, shuffle_permutation
 from vitviz.checkpoints import save_checkpoint
 from vitviz.models import create_vit, load_model
 
@@ -104,7 +104,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
                                   t_in_epochs=False)
     ema = ModelEmaV3(vit, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
     eval_model = ema.module if ema is not None else vit
-    net: nn.Module = _JigsawNet(vit) if jigsaw else vit  # one forward that DDP and torch.compile can wrap
+    net: nn.Module = vit  # a JigsawViT's forward takes (images, permutation, key_mask): one call DDP and compile wrap
     if config.compile:
         net = torch.compile(net)
     if ddp:
@@ -260,17 +260,6 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     if ddp:
         dist.destroy_process_group()
     return result
-
-
-class _JigsawNet(nn.Module):
-    """The jigsaw forward as a module, so DDP and torch.compile see one call."""
-
-    def __init__(self, vit: nn.Module):
-        super().__init__()
-        self.vit = vit
-
-    def forward(self, images: torch.Tensor, permutation: torch.Tensor, key_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        return jigsaw_logits(self.vit, images, permutation, key_mask)
 
 
 def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, dict[str, Any], Optional[dict]]:

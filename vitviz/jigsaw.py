@@ -2,9 +2,9 @@
 
 One implementation shared by training and the Jigsaw view (Zhai et al. 2022, "Position
 Prediction as an Effective Pretraining Strategy"; Chen et al. 2022, "Jigsaw-ViT"). A jigsaw
-model is a timm ``VisionTransformer`` built with ``pos_embed='none'`` plus ``model.jigsaw_head``
-(``nn.Linear(embed_dim, gh*gw)``, attached by ``vitviz.models.create_vit``): its patch tokens
-carry no position, so the only way to place them is by what they show.
+model is a ``JigsawViT``: a timm ``VisionTransformer`` built with ``pos_embed='none'`` that owns its
+``jigsaw_head`` (``nn.Linear(embed_dim, gh*gw)``) and the jigsaw forward: its patch tokens carry no
+position, so the only way to place them is by what they show.
 
 Convention everywhere: a permutation ``[B, N]`` says that shuffled token ``k`` carries the patch
 from grid position ``permutation[b, k]`` (raster order); the logits ``[B, N, N]`` have one row
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from .inputs import normalize
@@ -36,8 +37,8 @@ __all__ = [
     "arrange_patches",
     "decode_argmax",
     "displacement",
+    "JigsawViT",
     "jigsaw_checkpoints",
-    "jigsaw_logits",
     "jigsaw_metrics",
     "key_keep_mask",
     "pin_unmoved",
@@ -139,27 +140,45 @@ def key_keep_mask(
     return torch.cat([keep_prefix, keep_patches], dim=1)[:, None, None, :]  # (B, 1, 1, P+N)
 
 
-def jigsaw_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    permutation: torch.Tensor,
-    key_mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """The jigsaw forward on normalised images: position logits ``[B, N, N]``.
+class JigsawViT(VisionTransformer):
+    """A timm ``VisionTransformer`` that owns a jigsaw head: ``forward(images, permutation, key_mask)``.
 
-    Patch tokens from ``model.patch_embed`` (no positional embedding), gathered in shuffled
-    order, prefix tokens prepended, blocks (with ``key_mask`` from ``key_keep_mask`` as the
-    attention mask, if given), final norm, then ``model.jigsaw_head`` on the patch tokens.
+    Built with ``pos_embed='none'``: patch tokens carry no position, so the only way to place them is by
+    what they show. It *is* a ``VisionTransformer`` (every view that opens a ViT opens it, and its
+    weights keep the checkpoint keys: the ViT's own, plus ``jigsaw_head.``), and it owns the one
+    jigsaw forward that training and the Jigsaw view share.
+
+    Args:
+        jigsaw_grid: ``(gh, gw)`` grid positions the head scores (the patch grid).
+        **vit_args: timm ``VisionTransformer`` keyword arguments.
     """
-    tokens = model.patch_embed(images)  # (B, N, D), raster order
-    batch, num_patches, dim = tokens.shape
-    tokens = tokens.gather(1, permutation[:, :, None].expand(batch, num_patches, dim))  # (B, N, D) shuffled
-    x = model._pos_embed(tokens)  # (B, P+N, D): prefix tokens prepended; no positions when pos_embed is None
-    x = model.norm_pre(model.patch_drop(x))
-    for block in model.blocks:
-        x = block(x, attn_mask=key_mask)
-    x = model.norm(x)
-    return model.jigsaw_head(x[:, model.num_prefix_tokens:])  # (B, N, gh*gw)
+
+    def __init__(self, jigsaw_grid: tuple[int, int], **vit_args):
+        super().__init__(**vit_args)
+        self.jigsaw_grid = (int(jigsaw_grid[0]), int(jigsaw_grid[1]))
+        self.jigsaw_head = nn.Linear(self.embed_dim, self.jigsaw_grid[0] * self.jigsaw_grid[1])
+
+    def forward(self, images: torch.Tensor, permutation: Optional[torch.Tensor] = None,
+                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Position logits ``[B, N, gh*gw]`` for normalised ``images`` ``[B, 3, H, W]`` whose patch tokens
+        are shuffled by ``permutation`` (long ``[B, N]``), with ``key_mask`` (from ``key_keep_mask``,
+        bool ``[B, 1, 1, P+N]``) as the attention mask if given. Without a permutation, the plain
+        ``VisionTransformer`` forward (pooled features: the model has no class head).
+
+        Patch tokens from ``patch_embed`` (no positional embedding), gathered in shuffled order, prefix
+        tokens prepended, blocks, final norm, then ``jigsaw_head`` on the patch tokens.
+        """
+        if permutation is None:
+            return super().forward(images)
+        tokens = self.patch_embed(images)  # (B, N, D), raster order
+        batch, num_patches, dim = tokens.shape
+        tokens = tokens.gather(1, permutation[:, :, None].expand(batch, num_patches, dim))  # (B, N, D) shuffled
+        x = self._pos_embed(tokens)  # (B, P+N, D): prefix tokens prepended; no positions when pos_embed is None
+        x = self.norm_pre(self.patch_drop(x))
+        for block in self.blocks:
+            x = block(x, attn_mask=key_mask)
+        x = self.norm(x)
+        return self.jigsaw_head(x[:, self.num_prefix_tokens:])  # (B, N, gh*gw)
 
 
 def position_logits(
@@ -186,7 +205,7 @@ def position_logits(
         answer is ``permutation[b, k]``.
     """
     card = model_card(model)
-    if card.jigsaw_grid is None or not hasattr(model, "jigsaw_head"):
+    if card.jigsaw_grid is None or not isinstance(model, JigsawViT):
         raise ValueError(f"{card.name} has no jigsaw head: position logits need a jigsaw checkpoint")
     if getattr(model, "pos_embed", None) is not None:
         raise ValueError(f"{card.name} has positional embeddings: a jigsaw model must be built with pos_embed='none'")
@@ -206,8 +225,8 @@ def position_logits(
     if drop_fraction:
         key_mask = key_keep_mask(images.shape[0], card.num_prefix_tokens, num_positions, drop_fraction, generator)
     device = next(model.parameters()).device
-    return jigsaw_logits(model, normalize(images.to(device), model), permutation.to(device).long(),
-                         None if key_mask is None else key_mask.to(device))
+    return model(normalize(images.to(device), model), permutation.to(device).long(),
+                 None if key_mask is None else key_mask.to(device))
 
 
 def decode_argmax(logits: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from torch import nn
 from .card import ModelCard, model_card
 from .checkpoints import ModelLoadError, load_state, read_sidecar, read_weights
 from .devices import default_device
+from .jigsaw import JigsawViT
 from .registry import checkpoint_dirs, resolve
 
 __all__ = [
@@ -40,13 +41,10 @@ _ARCH_KEYS = (
 )
 
 
-
 def create_vit(architecture: dict[str, Any], jigsaw_grid: Optional[tuple[int, int]] = None) -> VisionTransformer:
-    """Build a timm ``VisionTransformer`` from sidecar architecture keys, with a jigsaw head if asked.
-
-    The jigsaw head maps each patch token to logits over ``gh*gw`` grid positions; it lives at
-    ``model.jigsaw_head`` so its weights are saved under their own prefix.
-    """
+    """Build a timm ``VisionTransformer`` from sidecar architecture keys; a ``vitviz.jigsaw.JigsawViT``
+    (a ``VisionTransformer`` owning a head over ``gh*gw`` grid positions, saved under ``jigsaw_head.``)
+    when ``jigsaw_grid`` is given. ``ModelLoadError`` for a key timm's ``VisionTransformer`` lacks."""
     unknown = set(architecture) - set(_ARCH_KEYS)
     if unknown:
         raise ModelLoadError(f"unknown architecture keys {sorted(unknown)}; known: {list(_ARCH_KEYS)}")
@@ -54,10 +52,9 @@ def create_vit(architecture: dict[str, Any], jigsaw_grid: Optional[tuple[int, in
     for key in ("img_size", "patch_size"):
         if isinstance(arch.get(key), list):
             arch[key] = tuple(arch[key])
-    model = VisionTransformer(**arch)
     if jigsaw_grid is not None:
-        model.jigsaw_head = nn.Linear(model.embed_dim, jigsaw_grid[0] * jigsaw_grid[1])
-    return model
+        return JigsawViT(jigsaw_grid, **arch)
+    return VisionTransformer(**arch)
 
 
 def load_model(ref: str | os.PathLike, device: Optional[torch.device | str] = None) -> VisionTransformer:
