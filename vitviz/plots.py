@@ -73,18 +73,7 @@ def image_with_grid(
     for c in range(cols + 1):
         fig.add_shape(type="line", y0=-0.5, y1=height_px - 0.5, x0=c * patch_size - 0.5, x1=c * patch_size - 0.5,
                       line=dict(color="rgba(255,255,255,0.85)", width=1))
-    centre_r, centre_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    index = np.arange(rows * cols)
-    fig.add_trace(go.Scatter(
-        x=(centre_c.ravel() + 0.5) * patch_size - 0.5,
-        y=(centre_r.ravel() + 0.5) * patch_size - 0.5,
-        mode="markers",
-        marker=dict(size=max(4, 360 // max(rows, cols)), opacity=0.01, color="white", symbol="square"),
-        customdata=np.stack([index, centre_r.ravel(), centre_c.ravel()], axis=1),
-        hovertemplate="patch %{customdata[0]}<br>row %{customdata[1]}, col %{customdata[2]}<extra></extra>",
-        name="patches",
-        showlegend=False,
-    ))
+    fig.add_trace(_patch_markers(rows, cols, patch_size))
     if selected is not None:
         r, c = divmod(int(selected), cols)
         fig.add_shape(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
@@ -212,18 +201,47 @@ def similarity_map(row: torch.Tensor, grid_size: tuple[int, int], query: tuple[i
 _HEAT_SCALE = "Inferno"
 
 
-def _patch_markers(rows: int, cols: int, patch_size: int, hover: Sequence[str]) -> go.Scatter:
-    """Invisible markers at patch centres, in patch order: a click reports the patch as its point index."""
-    centre_r, centre_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+def _patch_markers(
+    rows: int,
+    cols: int,
+    patch_size: int,
+    hover: Optional[Sequence[str]] = None,
+    span: int = 360,
+    colour: Optional[str] = "white",
+    xaxis: Optional[str] = None,
+    yaxis: Optional[str] = None,
+) -> go.Scatter:
+    """Invisible markers at the patch centres, one per patch in raster order, carrying its hover text.
+
+    A click on the chart reports the patch as the marker's point index.
+
+    Args:
+        rows, cols: the patch grid, ``gh`` by ``gw``.
+        patch_size: the side of a patch in image pixels.
+        hover: one text per patch; None names each patch "patch i<br>row r, col c" from
+            ``customdata`` ``[N, 3]`` (index, row, col).
+        span: about the chart's width in screen pixels; a marker is ``span / max(rows, cols)`` wide
+            (4 at least), so that it covers its patch.
+        colour: the markers' colour, which is also their hover label's background; None leaves
+            plotly's colour for the trace.
+        xaxis, yaxis: the panel's axes (e.g. "x2", "y2") in a figure of several; None for the only ones.
+    """
+    centre_r, centre_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")  # (gh, gw) each
+    if hover is None:
+        labels = dict(customdata=np.stack([np.arange(rows * cols), centre_r.ravel(), centre_c.ravel()], axis=1),
+                      hovertemplate="patch %{customdata[0]}<br>row %{customdata[1]}, col %{customdata[2]}<extra></extra>")
+    else:
+        labels = dict(text=list(hover), hovertemplate="%{text}<extra></extra>")
     return go.Scatter(
         x=(centre_c.ravel() + 0.5) * patch_size - 0.5,
         y=(centre_r.ravel() + 0.5) * patch_size - 0.5,
         mode="markers",
-        marker=dict(size=max(4, 360 // max(rows, cols)), opacity=0.01, color="white", symbol="square"),
-        text=list(hover),
-        hovertemplate="%{text}<extra></extra>",
+        marker=dict(size=max(4, span // max(rows, cols)), opacity=0.01, color=colour, symbol="square"),
+        **labels,
         name="patches",
         showlegend=False,
+        xaxis=xaxis,
+        yaxis=yaxis,
     )
 
 
@@ -362,16 +380,6 @@ def _patch_rect(index: int, cols: int, patch_size: int) -> dict[str, float]:
                 y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5)
 
 
-def _patch_hover(rows: int, cols: int, patch_size: int, text: Sequence[str], xaxis: str = "x",
-                 yaxis: str = "y") -> go.Scatter:
-    """Invisible markers at patch centres carrying one hover text per patch (raster order)."""
-    centre_r, centre_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    return go.Scatter(x=(centre_c.ravel() + 0.5) * patch_size - 0.5, y=(centre_r.ravel() + 0.5) * patch_size - 0.5,
-                      mode="markers", marker=dict(size=max(4, 240 // max(rows, cols)), opacity=0.01, symbol="square"),
-                      text=list(text), hovertemplate="%{text}<extra></extra>", showlegend=False,
-                      xaxis=xaxis, yaxis=yaxis)
-
-
 def patch_panels(
     images: Sequence[torch.Tensor | np.ndarray],
     titles: Sequence[str],
@@ -401,7 +409,8 @@ def patch_panels(
         fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=col)
         suffix = "" if col == 1 else str(col)
         if hover is not None:
-            fig.add_trace(_patch_hover(rows, cols, patch_size, hover[col - 1], f"x{suffix}", f"y{suffix}"))
+            fig.add_trace(_patch_markers(rows, cols, patch_size, hover[col - 1], span=240, colour=None,
+                                        xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
         shapes.extend({**_patch_rect(index, cols, patch_size), "xref": f"x{suffix}", "yref": f"y{suffix}",
                        "line": dict(color=outline_colour, width=2)}
                       for index in (outlines[col - 1] if outlines is not None else ()))
@@ -431,7 +440,7 @@ def confidence_overlay(
                              zmin=0, zmax=1, colorscale="Viridis", opacity=0.55, hoverinfo="skip",
                              colorbar=dict(title="confidence")))
     text = hover if hover is not None else [f"patch {i}: {v:.3f}" for i, v in enumerate(z.ravel())]
-    fig.add_trace(_patch_hover(rows, cols, patch_size, text))
+    fig.add_trace(_patch_markers(rows, cols, patch_size, text, span=240, colour=None))
     fig.update_layout(title=title, shapes=[{**_patch_rect(index, cols, patch_size), "line": dict(color=_WRONG, width=2)}
                                            for index in wrong])
     return _square_axes(fig, height)
