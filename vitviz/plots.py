@@ -75,9 +75,7 @@ def image_with_grid(
                       line=dict(color="rgba(255,255,255,0.85)", width=1))
     fig.add_trace(_patch_markers(rows, cols, patch_size))
     if selected is not None:
-        r, c = divmod(int(selected), cols)
-        fig.add_shape(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
-                      y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5, line=dict(color="#ffdd00", width=3))
+        fig.add_shape(**_patch_rect(selected, cols, patch_size, "#ffdd00"))
     fig.update_layout(title=title, clickmode="event+select", dragmode=False)
     return _square_axes(fig, height)
 
@@ -199,6 +197,10 @@ def similarity_map(row: torch.Tensor, grid_size: tuple[int, int], query: tuple[i
 # --- Attention ------------------------------------------------------------------------------------
 
 _HEAT_SCALE = "Inferno"
+# Cyan stands out on every heat scale here: it outlines the query patch, the patch a jigsaw step
+# moved, and the true object under an attribution map.
+_OUTLINE = "#00e5ff"
+_WRONG = "#ff1744"  # outline of a misplaced patch
 
 
 def _patch_markers(
@@ -245,10 +247,22 @@ def _patch_markers(
     )
 
 
-def _outline_patch(fig: go.Figure, index: int, cols: int, patch_size: int) -> None:
+def _patch_rect(index: int, cols: int, patch_size: int, colour: str, width: int = 3,
+                xref: Optional[str] = None, yref: Optional[str] = None) -> dict:
+    """The outline of one patch as a plotly shape, for ``fig.add_shape(**rect)`` or a layout's ``shapes``.
+
+    Args:
+        index: the patch, in raster order on a grid ``cols`` patches wide.
+        patch_size: the side of a patch in image pixels; the rectangle runs along the pixel edges.
+        colour, width: the outline's line.
+        xref, yref: the panel's axes (e.g. "x2", "y2") in a figure of several; None for the only ones.
+    """
     r, c = divmod(int(index), cols)
-    fig.add_shape(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
-                  y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5, line=dict(color="#00e5ff", width=3))
+    rect = dict(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
+                y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5, line=dict(color=colour, width=width))
+    if xref is not None:
+        rect.update(xref=xref, yref=yref)
+    return rect
 
 
 def attention_overlay(
@@ -279,7 +293,7 @@ def attention_overlay(
     hover = [f"patch {i} (row {i // cols}, col {i % cols}): {v:.4g}" for i, v in enumerate(z.ravel())]
     fig.add_trace(_patch_markers(rows, cols, patch_size, hover))
     if selected is not None:
-        _outline_patch(fig, selected, cols, patch_size)
+        fig.add_shape(**_patch_rect(selected, cols, patch_size, _OUTLINE))
     fig.update_layout(title=title, clickmode="event+select", dragmode=False)
     return _square_axes(fig, height)
 
@@ -370,14 +384,6 @@ def predictions(probabilities: torch.Tensor, labels: Sequence[str], title: str =
 
 # --- Jigsaw ---------------------------------------------------------------------------------------
 
-_WRONG = "#ff1744"  # outline of a misplaced patch
-_MOVED = "#00e5ff"  # outline of the patch a step just moved
-
-
-def _patch_rect(index: int, cols: int, patch_size: int) -> dict[str, float]:
-    r, c = divmod(int(index), cols)
-    return dict(type="rect", x0=c * patch_size - 0.5, x1=(c + 1) * patch_size - 0.5,
-                y0=r * patch_size - 0.5, y1=(r + 1) * patch_size - 0.5)
 
 
 def patch_panels(
@@ -411,8 +417,7 @@ def patch_panels(
         if hover is not None:
             fig.add_trace(_patch_markers(rows, cols, patch_size, hover[col - 1], span=240, colour=None,
                                         xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
-        shapes.extend({**_patch_rect(index, cols, patch_size), "xref": f"x{suffix}", "yref": f"y{suffix}",
-                       "line": dict(color=outline_colour, width=2)}
+        shapes.extend(_patch_rect(index, cols, patch_size, outline_colour, 2, xref=f"x{suffix}", yref=f"y{suffix}")
                       for index in (outlines[col - 1] if outlines is not None else ()))
         fig.update_xaxes(visible=False, range=[-0.5, pixels.shape[1] - 0.5], constrain="domain", row=1, col=col)
         fig.update_yaxes(visible=False, range=[pixels.shape[0] - 0.5, -0.5], constrain="domain",
@@ -441,8 +446,7 @@ def confidence_overlay(
                              colorbar=dict(title="confidence")))
     text = hover if hover is not None else [f"patch {i}: {v:.3f}" for i, v in enumerate(z.ravel())]
     fig.add_trace(_patch_markers(rows, cols, patch_size, text, span=240, colour=None))
-    fig.update_layout(title=title, shapes=[{**_patch_rect(index, cols, patch_size), "line": dict(color=_WRONG, width=2)}
-                                           for index in wrong])
+    fig.update_layout(title=title, shapes=[_patch_rect(index, cols, patch_size, _WRONG, 2) for index in wrong])
     return _square_axes(fig, height)
 
 
@@ -484,7 +488,7 @@ def reassembly_animation(
     def shapes(step: int) -> list[dict]:
         if step == 0:
             return []
-        return [{**_patch_rect(moved[step - 1], cols, patch_size), "line": dict(color=_MOVED, width=3)}]
+        return [_patch_rect(moved[step - 1], cols, patch_size, _OUTLINE)]
 
     fig = go.Figure(go.Image(z=images[0], hoverinfo="skip"),
                     frames=[go.Frame(data=[go.Image(z=z, hoverinfo="skip")], layout=dict(shapes=shapes(s)), name=str(s))
@@ -630,7 +634,7 @@ def attribution_panels(
                       row=row + 1, col=col + 1)
         if outline is not None:
             fig.add_trace(go.Contour(z=outline, contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
-                                     line=dict(color="#00e5ff", width=2), showscale=False, hoverinfo="skip",
+                                     line=dict(color=_OUTLINE, width=2), showscale=False, hoverinfo="skip",
                                      name="object mask"), row=row + 1, col=col + 1)
         axis = "" if index == 0 else str(index + 1)
         fig.update_xaxes(visible=False, range=[-0.5, size_w - 0.5], constrain="domain", row=row + 1, col=col + 1)
