@@ -52,6 +52,25 @@ def _square_axes(fig: go.Figure, height: int) -> go.Figure:
     return fig
 
 
+def _image_panel(fig: go.Figure, row: int, col: int, height_px: int, width_px: int) -> None:
+    """Show one subplot as an image ``height_px`` by ``width_px``: no axes, square pixels, row 0 on top.
+
+    ``_square_axes`` does the same for a figure of one panel.
+    """
+    fig.update_xaxes(visible=False, range=[-0.5, width_px - 0.5], constrain="domain", row=row, col=col)
+    # a subplot's y axis is anchored to its own x axis ("x2" for the second): lock the two scales
+    fig.update_yaxes(visible=False, range=[height_px - 0.5, -0.5], scaleanchor=fig.get_subplot(row, col).yaxis.anchor,
+                     constrain="domain", row=row, col=col)
+
+
+def _cells(dy: float, dx: float) -> dict[str, float]:
+    """Heatmap placement over an image: each cell covers ``dy`` by ``dx`` pixels, cell (0, 0) at the top left.
+
+    Pixel (i, j) is centred at (i, j), so a cell's centre sits half a cell in, less half a pixel.
+    """
+    return dict(x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy)
+
+
 def image_with_grid(
     image: torch.Tensor | np.ndarray,
     patch_size: int,
@@ -287,7 +306,7 @@ def attention_overlay(
     rows, cols = z.shape
     top = float(z.max()) if z.size and float(z.max()) > 0 else 1.0
     fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=z, x0=(patch_size - 1) / 2, dx=patch_size, y0=(patch_size - 1) / 2, dy=patch_size,
+    fig.add_trace(go.Heatmap(z=z, **_cells(patch_size, patch_size),
                              zmin=0, zmax=top, colorscale=_HEAT_SCALE, opacity=opacity, hoverinfo="skip",
                              colorbar=dict(title=colorbar_title)))
     hover = [f"patch {i} (row {i // cols}, col {i % cols}): {v:.4g}" for i, v in enumerate(z.ravel())]
@@ -419,9 +438,7 @@ def patch_panels(
                                         xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
         shapes.extend(_patch_rect(index, cols, patch_size, outline_colour, 2, xref=f"x{suffix}", yref=f"y{suffix}")
                       for index in (outlines[col - 1] if outlines is not None else ()))
-        fig.update_xaxes(visible=False, range=[-0.5, pixels.shape[1] - 0.5], constrain="domain", row=1, col=col)
-        fig.update_yaxes(visible=False, range=[pixels.shape[0] - 0.5, -0.5], constrain="domain",
-                         scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+        _image_panel(fig, 1, col, *pixels.shape[:2])
     fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=60, b=0), plot_bgcolor="white",
                       shapes=shapes)
     return fig
@@ -441,7 +458,7 @@ def confidence_overlay(
     z = confidence.detach().float().cpu().numpy()
     rows, cols = z.shape
     fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=z, x0=(patch_size - 1) / 2, dx=patch_size, y0=(patch_size - 1) / 2, dy=patch_size,
+    fig.add_trace(go.Heatmap(z=z, **_cells(patch_size, patch_size),
                              zmin=0, zmax=1, colorscale="Viridis", opacity=0.55, hoverinfo="skip",
                              colorbar=dict(title="confidence")))
     text = hover if hover is not None else [f"patch {i}: {v:.3f}" for i, v in enumerate(z.ravel())]
@@ -575,10 +592,10 @@ def attention_comparison(
     # the gap after the second panel holds the shared colour bar of the first two
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.1,
                         subplot_titles=(names[0], names[1], f"{names[0]} minus {names[1]}"))
-    heat = dict(x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy)
+    heat = _cells(dy, dx)
     for col, (z, name) in enumerate(((a, names[0]), (b, names[1])), start=1):
         fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=1, col=col)
-        fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=top, colorscale="Inferno", opacity=0.6, showscale=col == 2,
+        fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=top, colorscale=_HEAT_SCALE, opacity=0.6, showscale=col == 2,
                                  colorbar=dict(title="x uniform", x=0.64, thickness=12, len=0.8), **heat,
                                  hovertemplate=f"{name}<br>" + "cell (%{y:.0f}, %{x:.0f}) px: %{z:.2f}<extra></extra>"),
                       row=1, col=col)
@@ -586,9 +603,7 @@ def attention_comparison(
                              colorbar=dict(title="difference", x=1.01, thickness=12, len=0.8),
                              hovertemplate="cell (%{y:.0f}, %{x:.0f}) px: %{z:+.2f}<extra></extra>"), row=1, col=3)
     for col in (1, 2, 3):
-        fig.update_xaxes(visible=False, range=[-0.5, size_w - 0.5], constrain="domain", row=1, col=col)
-        fig.update_yaxes(visible=False, range=[size_h - 0.5, -0.5], scaleanchor=f"x{'' if col == 1 else col}",
-                         constrain="domain", row=1, col=col)
+        _image_panel(fig, 1, col, size_h, size_w)
     fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=60, b=0), plot_bgcolor="white")
     return fig
 
@@ -629,17 +644,14 @@ def attribution_panels(
         z = maps[name].detach().float().cpu().numpy()
         dy, dx = size_h / z.shape[0], size_w / z.shape[1]  # pixels per map cell
         fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=row + 1, col=col + 1)
-        fig.add_trace(go.Heatmap(z=z, x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy, coloraxis="coloraxis",
+        fig.add_trace(go.Heatmap(z=z, **_cells(dy, dx), coloraxis="coloraxis",
                                  hovertemplate=f"{name}<br>" + "(%{y:.0f}, %{x:.0f}) px: %{z:+.3f} of the max<extra></extra>"),
                       row=row + 1, col=col + 1)
         if outline is not None:
             fig.add_trace(go.Contour(z=outline, contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
                                      line=dict(color=_OUTLINE, width=2), showscale=False, hoverinfo="skip",
                                      name="object mask"), row=row + 1, col=col + 1)
-        axis = "" if index == 0 else str(index + 1)
-        fig.update_xaxes(visible=False, range=[-0.5, size_w - 0.5], constrain="domain", row=row + 1, col=col + 1)
-        fig.update_yaxes(visible=False, range=[size_h - 0.5, -0.5], scaleanchor=f"x{axis}", constrain="domain",
-                         row=row + 1, col=col + 1)
+        _image_panel(fig, row + 1, col + 1, size_h, size_w)
     fig.update_layout(title=title, height=60 + rows * height_per_row, margin=dict(l=0, r=0, t=60, b=0),
                       plot_bgcolor="white",
                       coloraxis=dict(colorscale=_DIVERGING, cmin=-1, cmax=1,
