@@ -1,0 +1,85 @@
+"""The figures put patches where they are: outlines, hover markers and map cells agree with the pixels.
+
+A 48 x 64 image in 16 px patches is a 3 x 4 grid, so a row/column mix-up shows. Patch 7 is at row 1,
+col 3: pixels y 16..31, x 48..63, drawn with pixel centres on integers, edges at half-integers.
+"""
+
+import pytest
+import torch
+
+from vitviz import plots
+
+P = 16
+ROWS, COLS = 3, 4
+IMAGE = torch.rand(3, ROWS * P, COLS * P, generator=torch.Generator().manual_seed(0))
+HEAT = torch.arange(ROWS * COLS, dtype=torch.float32).reshape(ROWS, COLS)
+PATCH_7 = dict(x0=47.5, x1=63.5, y0=15.5, y1=31.5)  # row 1, col 3
+CENTRE_7 = (55.5, 23.5)  # (x, y)
+
+
+def rects(shapes) -> list[dict]:
+    return [{k: s[k] for k in ("x0", "x1", "y0", "y1")} for s in shapes if s.type == "rect"]
+
+
+def layout_shapes(fig) -> tuple:
+    return fig.layout.shapes
+
+
+def traces(fig, kind: str) -> list:
+    return [t for t in fig.data if t.type == kind]
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: plots.image_with_grid(IMAGE, P, selected=7),
+    lambda: plots.attention_overlay(IMAGE, HEAT, P, selected=7),
+    lambda: plots.confidence_overlay(IMAGE, HEAT / 12, P, wrong=[7]),
+], ids=["image_with_grid", "attention_overlay", "confidence_overlay"])
+def test_an_outlined_patch_covers_its_pixels(draw):
+    assert rects(layout_shapes(draw())) == [PATCH_7]
+
+
+def test_panels_and_animation_outline_the_patch_on_their_own_axes():
+    fig = plots.patch_panels([IMAGE, IMAGE], ["a", "b"], P, outlines=[[], [7]])
+    (shape,) = layout_shapes(fig)
+    assert rects([shape]) == [PATCH_7] and (shape.xref, shape.yref) == ("x2", "y2")
+    frames = plots.reassembly_animation(IMAGE.expand(3, -1, -1, -1), [0, 7], P).frames
+    assert [rects(frame.layout.shapes) for frame in frames] == [[], [dict(x0=-0.5, x1=15.5, y0=-0.5, y1=15.5)], [PATCH_7]]
+
+
+def markers(fig):
+    (trace,) = traces(fig, "scatter")
+    return trace
+
+
+def test_hover_markers_sit_on_patch_centres_in_raster_order():
+    grid = markers(plots.image_with_grid(IMAGE, P))
+    assert (grid.x[7], grid.y[7]) == CENTRE_7
+    assert grid.customdata[7].tolist() == [7, 1, 3]  # index, row, col
+    assert grid.hovertemplate.startswith("patch %{customdata[0]}<br>row %{customdata[1]}, col %{customdata[2]}")
+    overlay = markers(plots.attention_overlay(IMAGE, HEAT, P))
+    assert (overlay.x[7], overlay.y[7]) == CENTRE_7 and overlay.text[7] == "patch 7 (row 1, col 3): 7"
+    masked = markers(plots.mask_overlay(IMAGE, HEAT > 6, P))
+    assert masked.text[6:8] == ("patch 6 (row 1, col 2): dropped", "patch 7 (row 1, col 3): kept")
+    confidence = markers(plots.confidence_overlay(IMAGE, HEAT / 12, P))
+    assert (confidence.x[7], confidence.y[7]) == CENTRE_7 and confidence.text[7] == "patch 7: 0.583"
+
+
+def test_panel_hover_markers_follow_their_panel():
+    hover = [[f"{panel} {i}" for i in range(ROWS * COLS)] for panel in "ab"]
+    fig = plots.patch_panels([IMAGE, IMAGE], ["a", "b"], P, hover=hover)
+    first, second = traces(fig, "scatter")
+    assert (first.xaxis, second.xaxis, second.yaxis) == ("x", "x2", "y2")
+    assert (second.x[7], second.y[7]) == CENTRE_7 and second.text[7] == "b 7"
+
+
+def test_a_map_cell_is_centred_on_its_patch():
+    (heat,) = traces(plots.attention_overlay(IMAGE, HEAT, P), "heatmap")
+    x = heat.x0 + 3 * heat.dx
+    y = heat.y0 + 1 * heat.dy
+    assert (x, y) == CENTRE_7
+
+
+def test_the_package_exports_every_figure_flat():
+    assert set(plots.__all__) >= {"PLOTLY_CONFIG", "image_with_grid", "attention_overlay", "patch_panels",
+                                  "training_curves", "attribution_panels", "faithfulness_curves"}
+    assert all(callable(getattr(plots, name)) for name in plots.__all__ if name != "PLOTLY_CONFIG")
