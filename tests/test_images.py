@@ -1,6 +1,7 @@
 """load_image: every mode converted faithfully, every bad input refused with a sentence a person understands."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +128,73 @@ def test_fit_to_model_crops_the_centre_at_the_model_size():
     assert fitted.size == (32, 32)
     tensor = to_tensor(fitted)
     assert tensor.shape == (3, 32, 32) and float(tensor[0].mean()) > 0.95 and float(tensor[1].mean()) < 0.05
+
+
+def _depth_cases():
+    dark = np.tile(np.linspace(0, 200, 256).astype(np.uint16), (8, 1))  # a dark 16-bit image: values 0..200
+    return [
+        ("I;16 PNG", _encode(Image.fromarray(dark), "PNG")),
+        ("I;16 TIFF", _encode(Image.fromarray(dark), "TIFF")),
+        ("I;16B TIFF", _encode(Image.frombytes("I;16B", dark.shape[::-1], dark.astype(">u2").tobytes()), "TIFF")),
+    ]
+
+
+@pytest.mark.parametrize("name, data", _depth_cases(), ids=[c[0] for c in _depth_cases()])
+def test_a_dark_sixteen_bit_image_stays_dark(name, data):
+    """The depth comes from the mode, not from the values: 200 of 65535 is 0.78 of 255, so 1 after rounding."""
+    loaded = np.asarray(load_image(data))
+    assert round(200 / 65535 * 255) == 1
+    assert loaded.max() == 1 and loaded.min() == 0
+    assert "16-bit grayscale image, converted to 8 bits" in image_notes(load_image(data))[0]
+
+
+def test_thirty_two_bit_and_float_tiffs_use_their_declared_range():
+    values = np.array([[0, 2**31 - 1, 2**30, 1000]], dtype=np.int32)
+    loaded = np.asarray(load_image(_encode(Image.fromarray(values), "TIFF")))[0, :, 0]
+    assert loaded.tolist() == [0, 255, round(2**30 / (2**31 - 1) * 255), 0]  # signed 32-bit: 0 .. 2**31 - 1
+    floats = np.array([[0.0, 0.5, 1.0, 0.25]], dtype=np.float32)
+    loaded = load_image(_encode(Image.fromarray(floats), "TIFF"))
+    assert np.asarray(loaded)[0, :, 0].tolist() == [0, 128, 255, 64]
+    bright = load_image(_encode(Image.fromarray(floats * 400), "TIFF"))  # out of [0, 1]: clipped, and said
+    assert np.asarray(bright)[0, :, 0].tolist() == [0, 255, 255, 255]
+    assert any("clipped" in note for note in image_notes(bright))
+
+
+def test_a_jpeg_cut_inside_its_header_is_called_truncated():
+    data = _encode(Image.new("RGB", (64, 64), (10, 200, 30)), "JPEG")
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(data[:200])
+
+
+_PEAK = """
+import resource, sys
+from PIL import Image
+from vitviz.images import fit_to_model, load_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = load_image(data)
+fitted = fit_to_model(image, (int(sys.argv[2]), int(sys.argv[3])))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(fitted.size[0], fitted.size[1], (after - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("size, fmt, target", [
+    ((20000, 1), "PNG", (224, 224)),  # the 100-byte strip of the bug report
+    ((1, 20000), "PNG", (224, 224)),  # the same, standing
+    ((16000, 2), "WEBP", (112, 224)),  # another format (WebP stops at 16383 px), a non-square model input
+    ((7000, 5000), "JPEG", (224, 224)),  # a large ordinary photo
+])
+def test_fitting_an_extreme_image_stays_small(size, fmt, target, tmp_path):
+    """Every intermediate image is bounded: the peak memory of load + fit stays under 100 MB."""
+    path = tmp_path / f"strip.{fmt.lower()}"
+    Image.new("RGB", size, (90, 120, 200)).save(path, fmt)
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path), *map(str, target)], capture_output=True, text=True,
+                         cwd=root, check=True).stdout.split()
+    width, height, grown_mb = map(int, out)
+    assert (height, width) == target
+    assert grown_mb < 100, f"peak memory grew by {grown_mb} MB"

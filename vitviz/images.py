@@ -20,6 +20,8 @@ __all__ = ["ImageLoadError", "ImageSource", "MAX_PIXELS", "fit_to_model", "image
 # refused from their header, before any pixel is decoded (decompression bombs).
 MAX_PIXELS = 40_000_000
 
+_TRUNCATED = "This image file is truncated (cut off before its end); please upload the whole file."
+
 ImageSource = Union[bytes, bytearray, str, os.PathLike, BinaryIO]
 
 
@@ -50,6 +52,8 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         except Image.DecompressionBombError as e:
             raise ImageLoadError(f"This image is far too large to open safely ({e}).") from None
         except OSError as e:
+            if "truncated" in str(e).lower():
+                raise ImageLoadError(_TRUNCATED) from None
             raise ImageLoadError(f"This image could not be opened: {e}.") from None
     width, height = image.size
     if width * height > max_pixels:
@@ -67,7 +71,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
     except (OSError, SyntaxError, ValueError) as e:
         message = str(e)
         if "truncated" in message.lower():
-            raise ImageLoadError("This image file is truncated (cut off before its end); please upload the whole file.") from None
+            raise ImageLoadError(_TRUNCATED) from None
         raise ImageLoadError(f"This image could not be decoded: {message}.") from None
     try:
         image = ImageOps.exif_transpose(image)
@@ -113,16 +117,20 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image, list[str]]:
     """Convert any PIL mode to 8-bit RGB without clipping high-bit-depth data."""
     notes: list[str] = []
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode.startswith("I") or mode == "F":
+        bits = _declared_bits(image)
         array = np.asarray(image, dtype=np.float64)
-        if mode == "F":
+        if bits:  # integers: scaled by the range their format declares, never by the values they hold
+            array = array / (2.0 ** (bits - 1) - 1 if mode == "I" and bits == 32 else 2.0 ** bits - 1)
+            depth = f"{bits}-bit"
+        else:  # floating point: intensities in [0, 1], as scikit-image and most float TIFFs hold them
             low, high = float(array.min()), float(array.max())
-            array = (array - low) / (high - low) if high > low else np.zeros_like(array)
-        else:
-            # 16-bit data (PIL stores 16-bit PNGs as mode I): scale by the 16-bit range.
-            array = array / 65535.0 if array.max() > 255 else array / 255.0
+            if low < 0.0 or high > 1.0:
+                notes.append(f"Its values run from {low:.4g} to {high:.4g}; floating-point pixels are read as "
+                             "intensities from 0 to 1, so the rest is clipped.")
+            depth = "floating-point"
         gray = Image.fromarray(np.clip(np.rint(array * 255), 0, 255).astype(np.uint8), mode="L")
-        notes.append(f"{mode} image converted to 8 bits per channel.")
+        notes.insert(0, f"A {depth} grayscale image, converted to 8 bits per channel for the model.")
         return gray.convert("RGB"), notes
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
@@ -144,17 +152,38 @@ def _to_rgb(image: Image.Image) -> tuple[Image.Image, list[str]]:
     return image.convert("RGB"), notes
 
 
+def _declared_bits(image: Image.Image) -> int:
+    """Bits per sample that an integer image's mode and format declare (0 for floating point).
+
+    ``I;16*`` modes hold 16 bits. Mode ``I`` is 32-bit in memory whatever the file held: a TIFF says
+    how many bits it stored (BitsPerSample), a PNG stores at most 16, anything else is taken as 32
+    (PIL's signed 32-bit integers: 0 to 2**31 - 1, negatives clipped).
+    """
+    mode = image.mode
+    if mode == "F":
+        return 0
+    if mode.startswith("I;16"):
+        return 16
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None and tags.get(258):
+        stored = tags[258]
+        return int(stored[0] if isinstance(stored, tuple) else stored)
+    return 16 if image.format == "PNG" else 32
+
+
 def fit_to_model(image: Image.Image, image_size: tuple[int, int]) -> Image.Image:
-    """The image as the model sees it: shorter side resized to fit, then centre-cropped."""
+    """The image as the model sees it: the largest centred box of the model's aspect ratio, resized to
+    ``image_size`` (H, W) with bicubic resampling.
+
+    The box is cut from the original and resampled in one step (PIL's ``resize(box=...)``), so no
+    intermediate image is larger than the result: a 20000x1 strip costs a 224x224 image, not a
+    4,480,000x224 one.
+    """
     target_h, target_w = image_size
-    scale = max(target_h / image.height, target_w / image.width)
-    resized = image.resize(
-        (max(target_w, round(image.width * scale)), max(target_h, round(image.height * scale))),
-        Image.Resampling.BICUBIC,
-    )
-    left = (resized.width - target_w) // 2
-    top = (resized.height - target_h) // 2
-    return resized.crop((left, top, left + target_w, top + target_h))
+    scale = max(target_h / image.height, target_w / image.width)  # output pixels per input pixel
+    box_w, box_h = min(image.width, target_w / scale), min(image.height, target_h / scale)
+    left, top = (image.width - box_w) / 2, (image.height - box_h) / 2
+    return image.resize((target_w, target_h), Image.Resampling.BICUBIC, box=(left, top, left + box_w, top + box_h))
 
 
 def to_tensor(image: Image.Image) -> "torch.Tensor":
