@@ -42,7 +42,7 @@ st.markdown(
 |---|---|
 | Where it came from | {card.provenance} |
 | Depth x width x heads | {card.depth} blocks x {card.embed_dim} x {card.num_heads} heads |
-| Prefix tokens | {card.num_prefix_tokens} ({'class token' if card.has_class_token else 'no class token'}{', registers' if card.num_prefix_tokens > int(card.has_class_token) else ''}) |
+| Prefix tokens | {card.num_prefix_tokens} ({', '.join(card.prefix_names) or 'no class token: the patch tokens are averaged'}) |
 | Classes | {classes} |
 | Jigsaw head | {f'yes, {card.jigsaw_grid[0]}x{card.jigsaw_grid[1]} positions' if card.has_jigsaw_head else 'no'} |
 | Normalisation | mean {tuple(round(m, 3) for m in card.mean)}, std {tuple(round(s, 3) for s in card.std)} |

@@ -36,7 +36,7 @@ with right:
              caption=f"patch {index}, enlarged")
 ui.show_figure(plots.patch_vector(tokens[index], p), "patch-vector", {"patch_vector": tokens[index]})
 
-prefix = (["CLS"] if card.has_class_token else []) + [f"REG{i}" for i in range(card.num_prefix_tokens - int(card.has_class_token))]
+prefix = list(card.prefix_labels)
 st.subheader("The sequence the transformer reads")
 ui.show_figure(plots.token_sequence(tokens.reshape(-1, 3, p, p), per_row=min(2 * gw, 32), prefix_labels=prefix),
                "token-sequence", {"tokens": tokens})

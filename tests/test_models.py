@@ -163,3 +163,53 @@ def test_picker_lists_classifiers_before_jigsaw_models_in_each_folder(tmp_path, 
     refs = [e.ref for e in list_models() if e.source == "checkpoint"]
     mine = [r for r in refs if r in ("a-jigsaw", "z-jigsaw", "b-classifier", "c-classifier")]
     assert mine == ["b-classifier", "c-classifier", "a-jigsaw", "z-jigsaw"]
+
+
+@pytest.mark.parametrize("name, block", [
+    ("vit_small_patch16_18x2_224", "ParallelThingsBlock"),  # two attentions side by side per block
+    ("vit_dwee_patch16_reg1_gap_256", "Block with DiffAttention"),  # differential attention
+])
+def test_blocks_whose_attention_cannot_be_recorded_are_refused_by_name(name, block):
+    with pytest.raises(ModelLoadError, match=f"built from timm's {block}: .*vitviz opens ViTs whose blocks are"):
+        load_model(name, device="cpu")
+
+
+@pytest.mark.parametrize("name, block", [("vit_base_patch16_rpn_224", "ResPostBlock"),
+                                         ("vit_pwee_patch16_reg1_gap_256", "ParallelScalingBlock")])
+def test_other_recordable_blocks_load_and_give_one_map_per_block(name, block):
+    from vitviz.attention import capture
+
+    model = load_model(name, device="cpu")
+    assert type(model.blocks[0]).__name__ == block
+    images = torch.randn(1, 3, *model.card.image_size)
+    logits, attentions = capture(model, images)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(images))  # recording changes nothing
+    n = model.card.num_prefix_tokens + model.card.grid_size[0] * model.card.grid_size[1]
+    assert len(attentions) == model.card.depth
+    assert attentions[0].shape == (1, model.card.num_heads, n, n)
+    torch.testing.assert_close(attentions[-1].sum(-1), torch.ones(1, model.card.num_heads, n))
+
+
+def test_a_distilled_deit_weights_file_is_read_with_its_distillation_token(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    reference = timm.create_model("deit_tiny_distilled_patch16_224").eval()
+    path = tmp_path / "deit-distilled.pth"
+    torch.save(reference.state_dict(), path)
+    model = load_model(path, device="cpu")
+    assert model.card.prefix_names == ("class token", "distillation token")
+    assert model.card.prefix_labels == ("CLS", "DIST") and model.card.has_distillation_token
+    assert model.card.num_prefix_tokens == 2 and model.card.grid_size == (14, 14)
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():  # the eval output averages the class and distillation heads, as timm's does
+        torch.testing.assert_close(model(images), reference(images), atol=1e-5, rtol=1e-5)
+
+
+def test_prefix_tokens_are_named_for_registers_and_distillation_by_name():
+    assert load_model("deit_tiny_distilled_patch16_224", device="cpu").card.prefix_names == (
+        "class token", "distillation token")
+    assert load_model("vit_small_patch14_reg4_dinov2", device="cpu").card.prefix_names == (
+        "class token", "register 1", "register 2", "register 3", "register 4")
+    assert load_model("vit_base_patch16_rpn_224", device="cpu").card.prefix_names == ()  # no class token

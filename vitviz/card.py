@@ -36,6 +36,18 @@ class ModelCard:
     path: Optional[str] = None
     sidecar: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # What each prefix token is, in sequence order: "class token", "distillation token", "register 1", ...
+    prefix_names: tuple[str, ...] = ()
+
+    @property
+    def prefix_labels(self) -> tuple[str, ...]:
+        """Short labels for the prefix tokens: CLS, DIST, REG1, ..."""
+        short = {"class token": "CLS", "distillation token": "DIST"}
+        return tuple(short.get(n, n.replace("register ", "REG")) for n in self.prefix_names)
+
+    @property
+    def has_distillation_token(self) -> bool:
+        return "distillation token" in self.prefix_names
 
     @property
     def has_jigsaw_head(self) -> bool:

@@ -16,7 +16,9 @@ from typing import Any, Optional
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models.vision_transformer import VisionTransformer
+from timm.layers import Attention
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import Block, ParallelScalingBlock, ResPostBlock, VisionTransformer
 from torch import nn
 
 from .card import ModelCard, model_card
@@ -37,7 +39,7 @@ __all__ = [
 _ARCH_KEYS = (
     "img_size", "patch_size", "num_classes", "global_pool", "embed_dim", "depth", "num_heads",
     "mlp_ratio", "qkv_bias", "class_token", "reg_tokens", "no_embed_class", "pre_norm", "fc_norm",
-    "final_norm", "init_values", "qk_norm", "pos_embed", "dynamic_img_size",
+    "final_norm", "init_values", "qk_norm", "pos_embed", "dynamic_img_size", "distilled",
 )
 
 
@@ -52,6 +54,8 @@ def create_vit(architecture: dict[str, Any], jigsaw_grid: Optional[tuple[int, in
     for key in ("img_size", "patch_size"):
         if isinstance(arch.get(key), list):
             arch[key] = tuple(arch[key])
+    if arch.pop("distilled", False):  # DeiT's distillation token and second head (timm VisionTransformerDistilled)
+        return VisionTransformerDistilled(**arch)
     if jigsaw_grid is not None:
         return JigsawViT(jigsaw_grid, **arch)
     return VisionTransformer(**arch)
@@ -143,7 +147,8 @@ def _load_timm(name: str) -> VisionTransformer:
     except Exception as e:  # timm raises many kinds for odd configs; the user needs one sentence
         raise ModelLoadError(f"timm could not build {name}: {e}") from None
     if not isinstance(model, VisionTransformer):
-        raise ModelLoadError(f"{name} is a {type(model).__name__}, not a timm VisionTransformer")
+        kind = type(model).__name__
+        raise ModelLoadError(f"{name} is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}, not a timm VisionTransformer")
     cfg = model.pretrained_cfg or {}
     model.card = _card_for(
         model,
@@ -237,9 +242,10 @@ def _infer_architecture(state: dict[str, torch.Tensor], filename: str) -> tuple[
     if depth == 0:
         raise ModelLoadError(f"{filename} is not a ViT checkpoint: it has no transformer blocks")
     class_token = "cls_token" in state
+    distilled = "dist_token" in state
     reg_tokens = state["reg_token"].shape[1] if "reg_token" in state else 0
     pos = state.get("pos_embed")
-    num_prefix = int(class_token) + reg_tokens
+    num_prefix = int(class_token) + int(distilled) + reg_tokens
     notes: list[str] = []
     if pos is None:
         raise ModelLoadError(f"{filename} has no pos_embed: only ViTs with learned absolute position embeddings can be read without a sidecar")
@@ -272,12 +278,16 @@ def _infer_architecture(state: dict[str, torch.Tensor], filename: str) -> tuple[
         final_norm="norm.weight" in state or "fc_norm.weight" in state,
         pre_norm="norm_pre.weight" in state,
         init_values=1e-5 if "blocks.0.ls1.gamma" in state else None,
+        **({"distilled": True} if distilled else {}),
     )
     return architecture, tuple(notes)
 
 
 def _card_for(model: VisionTransformer, **fields: Any) -> ModelCard:
+    _check_blocks(model, fields["name"])
     patch_embed = model.patch_embed
+    first = model.blocks[0]
+    attn = getattr(first, "attn", first)  # a ParallelScalingBlock is its own attention
     return ModelCard(
         image_size=tuple(patch_embed.img_size),
         patch_size=int(patch_embed.patch_size[0]),
@@ -286,10 +296,44 @@ def _card_for(model: VisionTransformer, **fields: Any) -> ModelCard:
         has_class_token=model.cls_token is not None,
         embed_dim=int(model.embed_dim),
         depth=len(model.blocks),
-        num_heads=int(model.blocks[0].attn.num_heads),
+        num_heads=int(attn.num_heads),
         num_parameters=sum(p.numel() for p in model.parameters()),
+        prefix_names=_prefix_names(model),
         **fields,
     )
+
+
+def _prefix_names(model: VisionTransformer) -> tuple[str, ...]:
+    """The prefix tokens in the order timm's ``_pos_embed`` puts them: class, distillation, registers."""
+    names = ["class token"] if model.cls_token is not None else []
+    if getattr(model, "dist_token", None) is not None:
+        names.append("distillation token")
+    reg_token = getattr(model, "reg_token", None)
+    names += [f"register {i + 1}" for i in range(reg_token.shape[1] if reg_token is not None else 0)]
+    assert len(names) == model.num_prefix_tokens, (names, model.num_prefix_tokens)
+    return tuple(names)
+
+
+# Blocks whose attention vitviz records as one [B, H, N, N] softmax map per block.
+_RECORDABLE_BLOCKS = (Block, ResPostBlock, ParallelScalingBlock)
+_WHY_NOT = {
+    "ParallelThingsBlock": "several attention layers side by side in each block, so no one map per block",
+    "DiffParallelScalingBlock": "differential attention (the difference of two softmax maps, not one distribution)",
+    "DiffAttention": "differential attention (the difference of two softmax maps, not one distribution)",
+}
+
+
+def _check_blocks(model: VisionTransformer, name: str) -> None:
+    """``ModelLoadError`` naming the block type when a block's attention cannot be recorded."""
+    for block in model.blocks:
+        kind = type(block)
+        attn = getattr(block, "attn", None)
+        if kind in (Block, ResPostBlock) and type(attn) is Attention or kind is ParallelScalingBlock:
+            continue
+        what = kind.__name__ if kind not in (Block, ResPostBlock) else f"{kind.__name__} with {type(attn).__name__}"
+        why = _WHY_NOT.get(kind.__name__) or _WHY_NOT.get(type(attn).__name__) or "attention vitviz cannot record"
+        raise ModelLoadError(f"{name} is built from timm's {what}: {why}. vitviz opens ViTs whose blocks are "
+                             f"{', '.join(b.__name__ for b in _RECORDABLE_BLOCKS)} with standard attention.")
 
 
 def _dirs_text() -> str:
