@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 def _tiny_shapes(folder) -> str:
     import torch
 
-    from training.data import SHAPES_CLASSES
+    from vitviz.data import SHAPES_CLASSES
     from vitviz.models import create_vit, save_checkpoint
 
     arch = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=len(SHAPES_CLASSES))

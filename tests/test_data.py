@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training import data as data_module
-from training.data import (
+from vitviz.data import (
     SHAPES_CLASSES,
     DataError,
     build_data,
@@ -18,6 +17,8 @@ from training.data import (
     fixed_set,
     shapes_item,
 )
+from vitviz.data import cifar as cifar_module
+from vitviz.data import photos as photos_module
 from vitviz.samples import HELD_OUT_PHOTOS, PHOTO_NAMES, TRAIN_PHOTOS
 
 
@@ -99,11 +100,11 @@ def coded_photos(monkeypatch):
         return Image.new("RGB", (60 + 7 * i, 50 + 5 * i), (10 * (i + 1),) * 3)
 
     monkeypatch.setattr(vitviz.samples, "load_sample", fake)
-    data_module._photo_arrays.cache_clear()
-    data_module._photo_stack.cache_clear()
+    photos_module._photo_arrays.cache_clear()
+    photos_module._photo_stack.cache_clear()
     yield {name: 10 * (PHOTO_NAMES.index(name) + 1) for name in PHOTO_NAMES}
-    data_module._photo_arrays.cache_clear()
-    data_module._photo_stack.cache_clear()
+    photos_module._photo_arrays.cache_clear()
+    photos_module._photo_stack.cache_clear()
 
 
 def _codes(pixels: torch.Tensor) -> set:
@@ -363,7 +364,7 @@ def test_cifar_splits_when_present(tmp_path, monkeypatch):
     monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
     (tmp_path / "cifar-10-batches-py").mkdir()
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", _FakeCifar)
-    data_module._cifar_arrays.cache_clear()
+    cifar_module._cifar_arrays.cache_clear()
     sizes, items = {}, {}
     for split in ("train", "val", "test"):
         data = build_data("cifar10", split, 32)
@@ -372,7 +373,7 @@ def test_cifar_splits_when_present(tmp_path, monkeypatch):
         items[split] = set(torch.round(images[:, 0, 0, 0] * 255).long().tolist())
         assert torch.equal(torch.round(images[:, 0, 0, 0] * 255).long() % 10, labels)
         assert (images[:, 1] == (1.0 if split == "test" else 0.0)).all()  # test: the official test set
-    data_module._cifar_arrays.cache_clear()
+    cifar_module._cifar_arrays.cache_clear()
     assert sizes == {"train": 180, "val": 20, "test": 50} and not items["train"] & items["val"]
 
 
@@ -385,7 +386,7 @@ def test_damaged_cifar_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
     (tmp_path / "cifar-100-python").mkdir()
     monkeypatch.setattr(torchvision.datasets, "CIFAR100", damaged)
-    data_module._cifar_arrays.cache_clear()
+    cifar_module._cifar_arrays.cache_clear()
     damaged_message = r"CIFAR-100 under .*cifar-100-python is incomplete or damaged .* download it again"
     with pytest.raises(DataError, match=damaged_message):
         build_data("cifar100", "test", 32)

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from training.cli import main
 from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig, QuickstartConfig, model_shape
-from training.data import fixed_set
 from training.evaluate import eval_permutations, evaluate_checkpoint
+from vitviz.data import fixed_set
 from vitviz.jigsaw import jigsaw_metrics, position_logits
 from vitviz.models import load_model
 

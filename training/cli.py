@@ -8,6 +8,7 @@ from dataclasses import MISSING, fields
 from typing import Any, NoReturn, Optional, Sequence
 
 from vitviz.models import ModelLoadError
+from vitviz.data import DataError, describe_specs
 
 from .config import (
     ConfigError,
@@ -17,7 +18,6 @@ from .config import (
     QuickstartConfig,
     field_help,
 )
-from .data import DataError, describe_specs
 
 __all__ = ["main"]
 
