@@ -13,7 +13,7 @@ all take their data from here. One module per source:
     cifar        ``cifar10``, ``cifar100``, ``data_root``
     folders      ``folder:PATH``, ``IMAGE_EXTENSIONS``
     mixtures     ``A:W+B:W``
-    spec         the spec parser: ``build_data``, ``fixed_set``, ``describe_specs``
+    spec         the spec parser: ``build_data``, ``fixed_set``, ``check_spec``, ``describe_specs``
 
 Data spec (the training ``--data`` option), one source or a weighted mixture:
 
@@ -50,14 +50,14 @@ drawn on the generator's device); ``shapes`` items and ``fixed_set`` are functio
 depend on ``seed``, so no seed can move a test item into training.
 
 Errors: every bad spec, path, argument or missing data set raises ``DataError`` (a ``ValueError``) with one
-message naming the bad value and what to do.
+message naming the bad value and what to do. ``check_spec`` raises the ones found without reading an image.
 """
 
 from .batches import SPLITS, DataError, ImageBatches, Split
 from .cifar import data_root
 from .folders import IMAGE_EXTENSIONS
 from .shapes import SHAPES_CLASSES, shapes_item
-from .spec import SOURCES, build_data, describe_specs, fixed_set
+from .spec import SOURCES, build_data, check_spec, describe_specs, fixed_set
 
 __all__ = [
     "DataError",
@@ -68,6 +68,7 @@ __all__ = [
     "SPLITS",
     "Split",
     "build_data",
+    "check_spec",
     "data_root",
     "describe_specs",
     "fixed_set",

@@ -47,13 +47,19 @@ def _cifar_command(kind: str, root: str) -> str:
     return f"python -c \"from torchvision.datasets import {cls_name}; {cls_name}('{root}', download=True)\""
 
 
-def _cifar(kind: str, split: str, image_size: int, device: torch.device) -> _Stack:
+def _cifar_root(kind: str) -> Path:
+    """``data_root()`` once it holds the set ``kind``; a ``DataError`` with the command that gets it otherwise."""
     cls_name, title, folder = _CIFAR[kind]
     root = data_root()
     if not (root / folder).is_dir():
         raise DataError(f"{title} is not in {root} (looked for {root / folder}/); nothing is downloaded during "
                         f"training. Get it once (about 170 MB) with:\n    {_cifar_command(kind, str(root))}\n"
                         f"or set VITVIZ_DATA to a folder that already holds it.")
+    return root
+
+
+def _cifar(kind: str, split: str, image_size: int, device: torch.device) -> _Stack:
+    root = _cifar_root(kind)
     data, targets, classes = _cifar_arrays(kind, str(root), split != "test")
     if split != "test":
         # Val: a fixed 10% of the official training set; the official test set stays the test split.

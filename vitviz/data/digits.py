@@ -14,6 +14,8 @@ from .batches import _split_rows, _Stack
 
 __all__: list[str] = []
 
+_DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
 
 def _digits(split: str, image_size: int, device: torch.device) -> _Stack:
     from sklearn.datasets import load_digits
@@ -23,4 +25,4 @@ def _digits(split: str, image_size: int, device: torch.device) -> _Stack:
     rows = _split_rows(digits.target, (0.1, 0.1))[split]
     images = torch.from_numpy(pixels[rows])[:, None].expand(-1, 3, -1, -1).contiguous()  # (N, 3, 8, 8)
     labels = torch.from_numpy(digits.target[rows]).long()
-    return _Stack("digits", split, image_size, device, images, labels, tuple(str(d) for d in range(10)), flips=False)
+    return _Stack("digits", split, image_size, device, images, labels, _DIGIT_CLASSES, flips=False)

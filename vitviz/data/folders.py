@@ -91,13 +91,8 @@ def _read_folder(files: dict[str, list[Path]], class_names: Sequence[str], image
     return _FolderImages(images, np.asarray(labels, dtype=np.int64), tuple(skipped))
 
 
-@lru_cache(maxsize=4)
-def _cached_folder(root: str, image_size: int, fingerprint: tuple) -> tuple[tuple[str, ...], dict[str, _FolderImages]]:
-    """Class names and the decoded images of each split folder ("all" when unsplit).
-
-    ``fingerprint`` (every file's path, time and size) makes a changed folder read again.
-    """
-    path = Path(root)
+def _split_files(path: Path) -> tuple[tuple[str, ...], dict[str, dict[str, list[Path]]]]:
+    """Class names and the class files of each split folder ("all" when unsplit); lists files, reads none."""
     if (path / "train").is_dir() and (path / "val").is_dir():
         split_files = {s: _class_folders(path / s) for s in SPLITS if (path / s).is_dir()}
         class_names = tuple(split_files["train"])
@@ -105,20 +100,40 @@ def _cached_folder(root: str, image_size: int, fingerprint: tuple) -> tuple[tupl
             stray = [c for c in files if c not in class_names]
             if stray:
                 raise DataError(f"{path / split} has class folders that {path / 'train'} lacks: {', '.join(stray)}.")
-        return class_names, {s: _read_folder(f, class_names, image_size) for s, f in split_files.items()}
+        return class_names, split_files
     files = _class_folders(path)
-    class_names = tuple(files)
-    return class_names, {"all": _read_folder(files, class_names, image_size)}
+    return tuple(files), {"all": files}
+
+
+@lru_cache(maxsize=4)
+def _cached_folder(root: str, image_size: int, fingerprint: tuple) -> tuple[tuple[str, ...], dict[str, _FolderImages]]:
+    """Class names and the decoded images of each split folder ("all" when unsplit).
+
+    ``fingerprint`` (every file's path, time and size) makes a changed folder read again.
+    """
+    class_names, split_files = _split_files(Path(root))
+    return class_names, {s: _read_folder(f, class_names, image_size) for s, f in split_files.items()}
 
 
 def _fingerprint(root: Path) -> tuple:
     return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file())
 
 
-def _folder(path_text: str, split: str, image_size: int, device: torch.device) -> _Stack:
+def _folder_root(path_text: str) -> Path:
+    """The folder's absolute path, after the checks that need only its entries."""
     root = Path(path_text).expanduser()
     _check_folder(root)
-    root = root.resolve()
+    return root.resolve()
+
+
+def _folder_classes(path_text: str) -> tuple[Path, tuple[str, ...]]:
+    """The folder's absolute path and class names, after every check that reads no image."""
+    root = _folder_root(path_text)
+    return root, _split_files(root)[0]
+
+
+def _folder(path_text: str, split: str, image_size: int, device: torch.device) -> _Stack:
+    root = _folder_root(path_text)
     class_names, parts = _cached_folder(str(root), image_size, _fingerprint(root))
     total = sum(len(p.labels) + len(p.skipped) for p in parts.values())
     skipped = [s for p in parts.values() for s in p.skipped]

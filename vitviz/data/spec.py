@@ -1,8 +1,8 @@
-"""The data spec (the training ``--data`` option): parsed and built into batches.
+"""The data spec (the training ``--data`` option): parsed, checked, and built into batches.
 
 ``build_data(spec, split, image_size)`` gives an ``ImageBatches``; ``fixed_set`` a deterministic evaluation set
-on the CPU; ``describe_specs`` the grammar for ``--help``. The grammar is in the package docstring
-(``vitviz.data``).
+on the CPU; ``check_spec`` the cheap check to run before starting work (it reads no image); ``describe_specs``
+the grammar for ``--help``. The grammar is in the package docstring (``vitviz.data``).
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .batches import _SPLIT_CODES, DataError, DeviceLike, ImageBatches, Split, _check_image_size, _check_split, _Stack
-from .cifar import _CIFAR, _cifar, data_root
-from .digits import _digits
-from .folders import _folder
+from .cifar import _CIFAR, _cifar, _cifar_root, data_root
+from .digits import _DIGIT_CLASSES, _digits
+from .folders import _folder, _folder_classes
 from .mixtures import _Mixture
 from .photos import _Photos
 from .procedural import _Procedural
 from .shapes import SHAPES_CLASSES, _Shapes, _shapes_items
 
-__all__ = ["SOURCES", "build_data", "describe_specs", "fixed_set"]
+__all__ = ["SOURCES", "build_data", "check_spec", "describe_specs", "fixed_set"]
 
 SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder")
 
@@ -164,6 +164,75 @@ def fixed_set(spec: str, split: str, image_size: int, n: int, *,
     else:
         images, labels = data._draw(n, generator, augment=False)
     return images, labels, None
+
+
+def check_spec(spec: str, *, labeled: bool = False) -> str:
+    """The data ``spec`` normalised, once every check that reads no image has passed.
+
+    Cheap enough to run before starting work: it lists folder entries but loads no image, so a folder's
+    unreadable files, or too few images for a split, still surface only in ``build_data``.
+
+    Args:
+        spec: a data spec, as for ``build_data``.
+        labeled: also require labels to train a classifier on, as fine-tuning does: ``build_data`` must give
+            ``num_classes > 0``.
+
+    Returns:
+        The spec with each folder as its absolute path (``folder:/abs/path``), a single source by its name
+        alone, and a mixture as ``A:W+B:W`` with every weight written out; ``check_spec`` of the result returns
+        it unchanged.
+
+    Raises:
+        DataError: an empty spec, an unknown source, a weight that is not a positive number, a folder that is
+            missing, a file, empty, or without class sub-folders holding image files, a mixture's folder whose
+            absolute path holds "+", a CIFAR set missing from ``data_root()``; with ``labeled``, a ``photos`` or
+            ``procedural`` part, or a mixture whose parts do not share one set of classes.
+    """
+    parts = _parse(spec)
+    checked = [_check_part(p) for p in parts]  # (normalised name, class key) per part
+    names, keys = [name for name, _ in checked], [key for _, key in checked]
+    if labeled:
+        unlabeled = [name for name, key in checked if key == ()]
+        if unlabeled and len(parts) == 1:
+            raise DataError(f"The data {names[0]!r} has no labels to fine-tune on; choose shapes, digits, cifar10, "
+                            f"cifar100 or folder:PATH (one sub-folder of images per class).")
+        if unlabeled:
+            raise DataError(f"The mixture {spec.strip()!r} has no labels to fine-tune on: its part {unlabeled[0]!r} "
+                            f"is unlabeled.")
+        # As in build_data, a mixture keeps its labels only when every part has the same classes.
+        if any(key != keys[0] for key in keys):
+            raise DataError(f"The mixture {spec.strip()!r} has no labels to fine-tune on: its parts do not share "
+                            f"one set of classes.")
+    if len(parts) == 1:
+        return names[0]
+    for name in names:
+        if "+" in name:
+            raise DataError(f"The folder {name[len('folder:'):]} cannot be part of a mixture: its path holds '+'.")
+    return "+".join(f"{name}:{_weight_text(p.weight)}" for name, p in zip(names, parts))
+
+
+def _check_part(part: _Part) -> tuple[str, Union[tuple[str, ...], str]]:
+    """A part's normalised name and its class key: its class names (``()`` if unlabeled), or a CIFAR set's name.
+
+    CIFAR's class names are known only once the set is read; a CIFAR part shares its classes with the same set
+    only (not with a folder named after CIFAR's classes, which ``build_data`` would label).
+    """
+    if part.source in ("photos", "procedural"):
+        return part.source, ()
+    if part.source == "shapes":
+        return part.source, SHAPES_CLASSES
+    if part.source == "digits":
+        return part.source, _DIGIT_CLASSES
+    if part.source in _CIFAR:
+        _cifar_root(part.source)
+        return part.source, part.source
+    root, class_names = _folder_classes(part.path)
+    return f"folder:{root}", class_names
+
+
+def _weight_text(weight: float) -> str:
+    short = f"{weight:g}"
+    return short if float(short) == weight else repr(weight)
 
 
 def describe_specs() -> str:
