@@ -479,6 +479,7 @@ def test_check_spec_reads_no_image(pets, monkeypatch, tmp_path):
     ("shapes:inf", r"the weight must be a positive number, not inf"),
     ("", r"The data spec is empty"),
     ("./no/such/folder", r"No folder at no/such/folder"),
+    ("folder:", r"'folder:' needs a path after it"),
 ])
 def test_check_spec_refuses_bad_specs_naming_the_bad_value(spec, message):
     with pytest.raises(DataError, match=message):

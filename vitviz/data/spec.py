@@ -85,7 +85,7 @@ def _parse(spec: str) -> list[_Part]:
     spec = spec.strip()
     # A folder is taken whole first: its path may contain '+' or ':'.
     whole = spec[len("folder:"):] if spec.startswith("folder:") else spec
-    if Path(whole).expanduser().is_dir():
+    if whole and Path(whole).expanduser().is_dir():  # Path("") would be the working folder
         return [_Part("folder", whole, 1.0)]
     return [_parse_part(p) for p in spec.split("+")]
 
