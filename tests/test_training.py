@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from training.accuracy import eval_permutations, evaluate_checkpoint
 from training.cli import main
 from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig, QuickstartConfig, model_shape
-from training.evaluate import eval_permutations, evaluate_checkpoint
 from vitviz.data import fixed_set
 from vitviz.jigsaw import jigsaw_metrics, position_logits
 from vitviz.models import load_model

@@ -64,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _evaluate(config: EvaluateConfig) -> int:
-    from .evaluate import evaluate_checkpoint
+    from .accuracy import evaluate_checkpoint
 
     card, spec, metrics = evaluate_checkpoint(config)
     print(f"{card.name} ({card.sidecar.get('kind')}) on {spec}, split {config.split}, {config.images} images")

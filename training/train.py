@@ -43,8 +43,8 @@ from vitviz.data import build_data, fixed_set
 from vitviz.jigsaw import jigsaw_logits, key_keep_mask, shuffle_permutation
 from vitviz.models import create_vit, load_model, save_checkpoint
 
+from .accuracy import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
 from .config import ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, model_shape, resolve_device
-from .evaluate import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
 
 __all__ = ["RunResult", "train"]
 

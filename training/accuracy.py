@@ -1,4 +1,7 @@
-"""Metrics of a model on a fixed evaluation set: jigsaw (both decoders) or classification; the ``evaluate`` command."""
+"""Accuracy of a model on a fixed evaluation set: jigsaw (both decoders) or classification.
+
+Behind the ``evaluate`` command and training's validation; the explanation benchmark is ``vitviz.evaluate``.
+"""
 
 from __future__ import annotations
 
