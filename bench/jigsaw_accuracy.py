@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python bench/jigsaw_accuracy.py [--checkpoint starter-jigsaw] [--images 100]
 
 Per-patch accuracy, exact-puzzle rate and mean displacement (grid distance, in patches) on
-``--images`` held-out ``photos`` crops (``training.data.fixed_set("photos", "test", size, n)``:
+``--images`` held-out ``photos`` crops (``vitviz.data.fixed_set("photos", "test", size, n)``:
 crops of photos the model never trained on) and on the sample photos (``vitviz.samples``), each
 resized and centre-cropped to the model's input size as the app shows them, split into the photos
 held out from training and the others. Every image gets one seeded full shuffle (``--seed``) and
@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     if args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")
 
-    from training.data import fixed_set  # the training module's held-out split
+    from vitviz.data import fixed_set  # the held-out split
 
     model = load_model(find_jigsaw_checkpoint(args.checkpoint), device=args.device)
     card = model.card

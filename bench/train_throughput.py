@@ -28,10 +28,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 
+from training.accuracy import normalize_images  # noqa: E402
 from training.config import FinetuneConfig, resolve_device  # noqa: E402
-from training.data import build_data  # noqa: E402
-from training.evaluate import normalize_images  # noqa: E402
 from training.train import MEAN, STD, train  # noqa: E402
+from vitviz.data import build_data  # noqa: E402
 from vitviz.models import create_vit  # noqa: E402
 
 

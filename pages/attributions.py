@@ -11,9 +11,9 @@ import streamlit as st
 import torch
 
 import ui
-from training.data import SHAPES_CLASSES
 from vitviz import faithfulness, plots
 from vitviz.attributions import METHODS, AttributionMaps, GradientShap, IntegratedGradients, SmoothGrad
+from vitviz.data import SHAPES_CLASSES
 from vitviz.faithfulness import Curve
 
 DEFAULT_METHODS = ["Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"]

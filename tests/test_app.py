@@ -90,7 +90,7 @@ def test_positions_on_a_model_without_position_embeddings(tmp_path, monkeypatch)
 
 
 def test_a_shapes_item_as_the_image():
-    from training.data import SHAPES_CLASSES, shapes_item
+    from vitviz.data import SHAPES_CLASSES, shapes_item
 
     at = open_page("patches", model=MODEL, shapes_index=6)
     assert not at.exception

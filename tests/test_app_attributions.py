@@ -21,7 +21,7 @@ NAME = "tiny-shapes"
 @pytest.fixture
 def tiny_shapes(tmp_path, monkeypatch):
     """A 32 px shapes classifier (random weights, logits spread out) in the model picker."""
-    from training.data import SHAPES_CLASSES
+    from vitviz.data import SHAPES_CLASSES
 
     torch.manual_seed(0)
     arch = dict(img_size=32, patch_size=8, num_classes=4, embed_dim=32, depth=2, num_heads=2)
@@ -37,7 +37,7 @@ def tiny_shapes(tmp_path, monkeypatch):
 
 def shapes_inputs(model, index):
     """The shapes test item as the page makes it: drawn at the model's size, through 8-bit pixels."""
-    from training.data import shapes_item
+    from vitviz.data import shapes_item
 
     pixels, label, mask = shapes_item(index, 32)
     image = Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))

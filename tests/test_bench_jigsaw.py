@@ -37,7 +37,7 @@ def test_a_missing_jigsaw_checkpoint_is_named(bench, checkpoint):
 
 
 def test_the_table_reports_both_decoders_on_each_image_set(bench):
-    from training.data import fixed_set
+    from vitviz.data import fixed_set
     from vitviz.jigsaw import jigsaw_metrics, position_logits, shuffle_permutation
     from vitviz.models import load_model
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 def _tiny_shapes(folder) -> str:
     import torch
 
-    from training.data import SHAPES_CLASSES
+    from vitviz.data import SHAPES_CLASSES
     from vitviz.checkpoints import save_checkpoint
     from vitviz.models import create_vit
 

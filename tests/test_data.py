@@ -9,15 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from training import data as data_module
-from training.data import (
+from vitviz.data import (
     SHAPES_CLASSES,
     DataError,
     build_data,
+    check_spec,
     describe_specs,
     fixed_set,
     shapes_item,
 )
+from vitviz.data import cifar as cifar_module
+from vitviz.data import photos as photos_module
 from vitviz.samples import HELD_OUT_PHOTOS, PHOTO_NAMES, TRAIN_PHOTOS
 
 
@@ -99,11 +101,11 @@ def coded_photos(monkeypatch):
         return Image.new("RGB", (60 + 7 * i, 50 + 5 * i), (10 * (i + 1),) * 3)
 
     monkeypatch.setattr(vitviz.samples, "load_sample", fake)
-    data_module._photo_arrays.cache_clear()
-    data_module._photo_stack.cache_clear()
+    photos_module._photo_arrays.cache_clear()
+    photos_module._photo_stack.cache_clear()
     yield {name: 10 * (PHOTO_NAMES.index(name) + 1) for name in PHOTO_NAMES}
-    data_module._photo_arrays.cache_clear()
-    data_module._photo_stack.cache_clear()
+    photos_module._photo_arrays.cache_clear()
+    photos_module._photo_stack.cache_clear()
 
 
 def _codes(pixels: torch.Tensor) -> set:
@@ -363,7 +365,7 @@ def test_cifar_splits_when_present(tmp_path, monkeypatch):
     monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
     (tmp_path / "cifar-10-batches-py").mkdir()
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", _FakeCifar)
-    data_module._cifar_arrays.cache_clear()
+    cifar_module._cifar_arrays.cache_clear()
     sizes, items = {}, {}
     for split in ("train", "val", "test"):
         data = build_data("cifar10", split, 32)
@@ -372,7 +374,7 @@ def test_cifar_splits_when_present(tmp_path, monkeypatch):
         items[split] = set(torch.round(images[:, 0, 0, 0] * 255).long().tolist())
         assert torch.equal(torch.round(images[:, 0, 0, 0] * 255).long() % 10, labels)
         assert (images[:, 1] == (1.0 if split == "test" else 0.0)).all()  # test: the official test set
-    data_module._cifar_arrays.cache_clear()
+    cifar_module._cifar_arrays.cache_clear()
     assert sizes == {"train": 180, "val": 20, "test": 50} and not items["train"] & items["val"]
 
 
@@ -385,7 +387,7 @@ def test_damaged_cifar_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
     (tmp_path / "cifar-100-python").mkdir()
     monkeypatch.setattr(torchvision.datasets, "CIFAR100", damaged)
-    data_module._cifar_arrays.cache_clear()
+    cifar_module._cifar_arrays.cache_clear()
     damaged_message = r"CIFAR-100 under .*cifar-100-python is incomplete or damaged .* download it again"
     with pytest.raises(DataError, match=damaged_message):
         build_data("cifar100", "test", 32)
@@ -425,3 +427,140 @@ def test_describe_specs_names_every_source():
     for name in ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder:PATH", "A:W+B:W"):
         assert name in text
     assert ", ".join(SHAPES_CLASSES) in text
+
+
+# --- check_spec: the cheap check before any work -------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, normalised", [
+    ("shapes", "shapes"),
+    ("  digits  ", "digits"),
+    ("photos:3", "photos"),
+    ("photos:1+procedural:1", "photos:1+procedural:1"),
+    ("photos+procedural:0.25", "photos:1+procedural:0.25"),
+    ("shapes:2+shapes:0.1", "shapes:2+shapes:0.1"),
+])
+def test_check_spec_normalises_bundled_sources(spec, normalised):
+    assert check_spec(spec) == normalised
+    assert check_spec(normalised) == normalised
+
+
+def test_check_spec_makes_folders_absolute(pets, monkeypatch):
+    monkeypatch.chdir(pets.parent)
+    assert check_spec("folder:pets") == check_spec("./pets") == check_spec(str(pets)) == f"folder:{pets}"
+    mixed = check_spec("folder:pets:2+photos")
+    assert mixed == f"folder:{pets}:2+photos:1"
+    assert check_spec(mixed) == mixed and check_spec(f"folder:{pets}", labeled=True) == f"folder:{pets}"
+
+
+def test_check_spec_reads_no_image(pets, monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    import vitviz.images
+    import vitviz.samples
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("check_spec read an image")
+
+    for module, name in ((vitviz.images, "load_image"), (vitviz.samples, "load_sample"),
+                         (torchvision.datasets, "CIFAR10")):
+        monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    spec = f"folder:{pets}:1+shapes:1+photos:1+procedural:1+digits:1+cifar10:1"
+    assert check_spec(spec) == spec
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("fotos", r"Unknown data source 'fotos'; choose from photos, procedural, shapes, digits, cifar10, cifar100, "
+              r"folder:PATH"),
+    ("photos:x", r"In the data part 'photos:x', the weight 'x' is not a number"),
+    ("photos:0+procedural", r"the weight must be a positive number, not 0"),
+    ("shapes:inf", r"the weight must be a positive number, not inf"),
+    ("", r"The data spec is empty"),
+    ("./no/such/folder", r"No folder at no/such/folder"),
+    ("folder:", r"'folder:' needs a path after it"),
+])
+def test_check_spec_refuses_bad_specs_naming_the_bad_value(spec, message):
+    with pytest.raises(DataError, match=message):
+        check_spec(spec)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", r"No folder at .*missing\. Give it one sub-folder of images per class"),
+    ("flat", r"has no class sub-folders \(it holds 2 files directly\)"),
+    ("empty class", r"These class folders hold no image files: .*b\b"),
+])
+def test_check_spec_refuses_folders_without_class_subfolders(tmp_path, layout, message):
+    root = tmp_path / layout.replace(" ", "_")
+    if layout == "flat":
+        _solid(root / "1.png", (0, 0, 0))
+        _solid(root / "2.png", (0, 0, 0))
+    elif layout == "empty class":
+        _solid(root / "a" / "1.png", (0, 0, 0))
+        (root / "b").mkdir()
+    with pytest.raises(DataError, match=message):
+        check_spec(f"folder:{root}")
+
+
+def test_check_spec_refuses_a_mixture_folder_whose_path_holds_a_plus(tmp_path, monkeypatch):
+    root = tmp_path / "a+b"
+    _solid(root / "pets" / "cat" / "1.png", (0, 0, 0))
+    monkeypatch.chdir(root)
+    assert check_spec("pets") == f"folder:{root / 'pets'}"  # one folder is taken whole
+    with pytest.raises(DataError, match=r"The folder .*a\+b/pets cannot be part of a mixture: its path holds '\+'"):
+        check_spec("folder:pets:1+photos:1")
+
+
+@pytest.mark.parametrize("spec", ["cifar10", "cifar100", "photos:1+cifar100:2"])
+def test_check_spec_gives_the_same_missing_cifar_message_as_build_data(tmp_path, monkeypatch, spec):
+    monkeypatch.setenv("VITVIZ_DATA", str(tmp_path))
+    with pytest.raises(DataError) as checked:
+        check_spec(spec)
+    with pytest.raises(DataError) as built:
+        build_data(spec, "train", 32)
+    assert str(checked.value) == str(built.value) and "download=True" in str(checked.value)
+
+
+@pytest.fixture
+def pets_again(tmp_path):
+    """A second folder with pets' classes (cat, dog), and one with other classes (bird, fish)."""
+    for folder, names in (("pets2", ("cat", "dog")), ("birds", ("bird", "fish"))):
+        for name in names:
+            for i in range(3):
+                _solid(tmp_path / folder / name / f"{i}.png", (i, 0, 0))
+    return tmp_path / "pets2", tmp_path / "birds"
+
+
+@pytest.mark.parametrize("spec, labeled", [
+    ("shapes", True), ("digits", True), ("shapes:1+shapes:3", True), ("{pets}", True),
+    ("folder:{pets}:1+folder:{pets2}:1", True),
+    ("photos", False), ("procedural", False), ("photos:1+procedural:1", False), ("photos:1+shapes:1", False),
+    ("digits:1+shapes:1", False), ("folder:{pets}:1+folder:{birds}:1", False), ("folder:{pets}:1+digits:1", False),
+])
+def test_check_spec_labeled_accepts_exactly_what_build_data_labels(pets, pets_again, spec, labeled):
+    pets2, birds = pets_again
+    spec = spec.format(pets=pets, pets2=pets2, birds=birds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert (build_data(spec, "train", 16).num_classes > 0) == labeled
+    assert check_spec(spec)  # every spec here is valid without labels
+    if labeled:
+        assert check_spec(spec, labeled=True) == check_spec(spec)
+    else:
+        with pytest.raises(DataError, match="has no labels to fine-tune on"):
+            check_spec(spec, labeled=True)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("photos", r"The data 'photos' has no labels to fine-tune on; choose shapes, digits, cifar10, cifar100 or "
+               r"folder:PATH"),
+    ("procedural:2", r"The data 'procedural' has no labels"),
+    ("shapes:1+procedural:1", r"The mixture 'shapes:1\+procedural:1' has no labels to fine-tune on: its part "
+                              r"'procedural' is unlabeled"),
+    ("digits+shapes", r"The mixture 'digits\+shapes' has no labels to fine-tune on: its parts do not share one "
+                      r"set of classes"),
+])
+def test_check_spec_labeled_names_what_has_no_labels(spec, message):
+    with pytest.raises(DataError, match=message):
+        check_spec(spec, labeled=True)

@@ -241,7 +241,7 @@ def test_evaluate_command_on_a_tiny_run(tmp_path, capsys):
     import csv
     import json
 
-    from training.data import SHAPES_CLASSES
+    from vitviz.data import SHAPES_CLASSES
     from vitviz.attributions import METHODS
     from vitviz.evaluate import COLUMNS, RANDOM, main
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from training.accuracy import eval_permutations, evaluate_checkpoint
 from training.cli import main
 from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig, QuickstartConfig, model_shape
-from training.data import fixed_set
-from training.evaluate import eval_permutations, evaluate_checkpoint
+from vitviz.data import fixed_set
 from vitviz.jigsaw import jigsaw_metrics, position_logits
 from vitviz.models import load_model
 
@@ -231,12 +231,12 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["pretrain", "--data", "nowhere/at/all"], "does not exist"),
+    (["pretrain", "--data", "nowhere/at/all"], "No folder at"),
     (["pretrain", "--image-size", "30", "--patch-size", "8"], "does not divide"),
     (["pretrain", "--key-drop", "1.5"], "--key-drop"),
     (["pretrain", "--model", "huge"], "unknown model preset"),
     (["pretrain", "--resume", "--name", "never-ran"], "nothing to resume"),
-    (["finetune", "--data", "procedural"], "fine-tuning needs labels"),
+    (["finetune", "--data", "procedural"], "has no labels"),
     (["finetune", "--init", "missing/jig.safetensors"], "No file at"),
     (["evaluate", "missing/model.safetensors"], "No file at"),
     (["pretrain", "--unknown-option", "3"], "unrecognized arguments: --unknown-option"),

@@ -8,6 +8,7 @@ from dataclasses import MISSING, fields
 from typing import Any, NoReturn, Optional, Sequence
 
 from vitviz.checkpoints import ModelLoadError
+from vitviz.data import DataError, describe_specs
 
 from .config import (
     ConfigError,
@@ -17,7 +18,6 @@ from .config import (
     QuickstartConfig,
     field_help,
 )
-from .data import DataError, describe_specs
 
 __all__ = ["main", "parse", "to_argv"]
 
@@ -93,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _evaluate(config: EvaluateConfig) -> int:
-    from .evaluate import evaluate_checkpoint
+    from .accuracy import evaluate_checkpoint
 
     card, spec, metrics = evaluate_checkpoint(config)
     print(f"{card.name} ({card.sidecar.get('kind')}) on {spec}, split {config.split}, {config.images} images")

@@ -39,14 +39,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import vitviz
-from vitviz.jigsaw import key_keep_mask, shuffle_permutation
 from vitviz.checkpoints import save_checkpoint
+from vitviz.data import build_data, fixed_set
+from vitviz.jigsaw import key_keep_mask, shuffle_permutation
 from vitviz.models import create_vit, load_model
 
+from .accuracy import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
 from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, init_sidecar, model_shape,
                      resolve_device)
-from .data import build_data, fixed_set
-from .evaluate import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
 
 __all__ = ["RunResult", "train"]
 

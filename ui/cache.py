@@ -42,7 +42,7 @@ def sample_image(name: str) -> Image.Image:
 
 @st.cache_data(show_spinner="Drawing the shapes item…", max_entries=64)
 def shapes_item(index: int, image_size: int) -> tuple[Image.Image, str, torch.Tensor]:
-    from training.data import SHAPES_CLASSES, shapes_item as make_item
+    from vitviz.data import SHAPES_CLASSES, shapes_item as make_item
 
     pixels, label, mask = make_item(index, image_size, split="test")
     array = (pixels.permute(1, 2, 0).numpy() * 255).round().astype("uint8")

@@ -38,7 +38,7 @@ COLUMNS = ("method", "deletion_auc", "insertion_auc", "mass_in_mask", "pointing_
 
 def shapes_pixel_mean(image_size: int, items: int = 256, seed: int = 0) -> list[float]:
     """The per-channel mean in [0, 1] of ``items`` shapes training items: the dataset mean deletion fills with."""
-    from training.data import fixed_set
+    from .data import fixed_set
 
     images, _, _ = fixed_set("shapes", "train", image_size, items, seed=seed)
     return images.mean(dim=(0, 2, 3)).tolist()
@@ -174,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = load_model(args.checkpoint, device=args.device)
     except (ModelLoadError, ValueError, RuntimeError) as e:
         parser.error(f"cannot load checkpoint {args.checkpoint!r}: {e}")
-    from training.data import SHAPES_CLASSES, fixed_set
+    from .data import SHAPES_CLASSES, fixed_set
 
     card = model.card
     if card.class_names != SHAPES_CLASSES:

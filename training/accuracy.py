@@ -1,4 +1,7 @@
-"""Metrics of a model on a fixed evaluation set: jigsaw (both decoders) or classification; the ``evaluate`` command."""
+"""Accuracy of a model on a fixed evaluation set: jigsaw (both decoders) or classification.
+
+Behind the ``evaluate`` command and training's validation; the explanation benchmark is ``vitviz.evaluate``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitviz.data import build_data, fixed_set
 from vitviz.jigsaw import jigsaw_metrics, shuffle_permutation
 from vitviz.models import ModelCard, load_model
 
 from .config import ConfigError, EvaluateConfig, resolve_device
-from .data import build_data, fixed_set
 
 __all__ = ["evaluate_checkpoint", "evaluate_classifier", "evaluate_jigsaw", "eval_permutations", "normalize_images"]
 
