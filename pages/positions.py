@@ -33,20 +33,26 @@ tables["sincos"] = ("2D sin-cos table (fixed, not learned)", sincos_table((gh, g
 for name, (title, table) in tables.items():
     st.subheader(title)
     similarity = position_similarity(table)
+    zrange = (float(similarity.min()), 1.0)  # each table on its own range: the sin-cos one never goes below 0.7
+    st.caption(f"Colours span this table's cosines, {zrange[0]:.2f} (blue) to 1 (red): a fixed -1..1 scale would "
+               "paint a table whose cosines are all high in one colour.")
     left, right = st.columns([3, 2])
     with left:
-        ui.show_figure(plots.similarity_grid(similarity, (gh, gw), title="Each tile: one position vs all"),
+        ui.show_figure(plots.similarity_grid(similarity, (gh, gw), title="Each tile: one position vs all", zrange=zrange),
                        f"position-similarity-{name}", {"similarity": similarity})
     with right:
-        ui.show_figure(plots.similarity_map(similarity[query], (gh, gw), (int(row), int(col))),
+        ui.show_figure(plots.similarity_map(similarity[query], (gh, gw), (int(row), int(col)), zrange=zrange),
                        f"position-similarity-{name}-{query}", {"similarity_row": similarity[query]})
 
 if learned is not None:
     st.subheader("At another resolution")
     st.caption("Fine-tuning at a new image size resamples the embedding grid: timm's `resample_abs_pos_embed` "
                "interpolates it bicubically. The structure survives; the fine detail is interpolated.")
-    new_side = st.slider("New grid side", 2, max(32, 2 * max(gh, gw)), value=min(2 * max(gh, gw), 32), key="pos_new_side")
-    resampled = resample_patch_pos_embed(learned, (gh, gw), (new_side, new_side))
-    ui.show_figure(plots.similarity_grid(position_similarity(resampled), (new_side, new_side),
-                                         title=f"{gh}x{gw} resampled to {new_side}x{new_side}"),
+    new_rows = st.slider("New grid rows (the columns keep the grid's shape)", 2, max(16, 2 * gh),
+                         value=min(2 * gh, 32), key="pos_new_rows")
+    new_grid = (new_rows, max(1, round(new_rows * gw / gh)))
+    resampled = resample_patch_pos_embed(learned, (gh, gw), new_grid)
+    similarity = position_similarity(resampled)
+    ui.show_figure(plots.similarity_grid(similarity, new_grid, title=f"{gh}x{gw} resampled to {new_grid[0]}x{new_grid[1]}",
+                                         zrange=(float(similarity.min()), 1.0)),
                    "position-similarity-resampled", {"resampled_pos_embed": resampled})

@@ -112,3 +112,35 @@ def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, mo
     assert any("| Classes | 3: ant, bee, cat |" in m.value for m in at.markdown)
     table = at.table[0].value
     assert table.loc["test", "accuracy"] == 0.375 and table.loc["val", "loss"] == 1.25
+
+
+FIVE_MB = 5 * 1024 * 1024
+
+
+def test_positions_at_a_37x37_grid_sends_bounded_figures():
+    """vit_small_patch14_reg4_dinov2 (37x37 patches, 4 registers): no chart over 5 MB of JSON, the grid of maps strided."""
+    at = open_page("positions", model="vit_small_patch14_reg4_dinov2", sample="rocket")
+    assert not at.exception
+    sizes = [len(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert len(sizes) == 5 and max(sizes) < FIVE_MB, sizes
+    titles = chart_titles(at)
+    assert titles[0].endswith("(one tile per 3x3 block of the 37x37 positions)")  # 37 tiles of 38 cells: strided
+    at.slider(key="pos_new_rows").set_value(74).run()  # the largest resampling offered: 74x74, 30 M similarities
+    assert not at.exception
+    sizes = [len(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert max(sizes) < FIVE_MB and "37x37 resampled to 74x74" in chart_titles(at)[-1]
+
+
+def test_a_non_square_grid_is_resampled_to_a_non_square_grid(tmp_path, monkeypatch):
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
+
+    arch = dict(img_size=[32, 64], patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=2)
+    save_checkpoint(create_vit(arch), tmp_path / "wide", dict(name="wide", kind="classifier", architecture=arch,
+                                                              class_names=["a", "b"]))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("positions", model="wide", sample="rocket")
+    assert not at.exception
+    assert "4x8 resampled to 8x16" in chart_titles(at)[-1]
+    at.slider(key="pos_new_rows").set_value(6).run()
+    assert "4x8 resampled to 6x12" in chart_titles(at)[-1]

@@ -83,3 +83,25 @@ def test_the_package_exports_every_figure_flat():
     assert set(plots.__all__) >= {"PLOTLY_CONFIG", "image_with_grid", "attention_overlay", "patch_panels",
                                   "training_curves", "attribution_panels", "faithfulness_curves"}
     assert all(callable(getattr(plots, name)) for name in plots.__all__ if name != "PLOTLY_CONFIG")
+
+
+def test_a_large_grid_of_similarity_maps_is_strided_and_bounded():
+    import json
+
+    import numpy as np
+
+    from vitviz.plots import similarity_grid
+
+    torch.manual_seed(0)
+    table = torch.randn(36, 8)
+    similarity = torch.nn.functional.normalize(table, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+    fig = similarity_grid(similarity, (6, 6), max_side=20)  # 6 tiles of 7 cells need 41 > 20: every 3rd query
+    z = np.array(fig.data[0].z, dtype=float)
+    assert z.shape == (13, 13) and "one tile per 3x3 block of the 6x6 positions" in fig.layout.title.text
+    sim = similarity.numpy().reshape(6, 6, 6, 6)
+    np.testing.assert_allclose(z[7:13, 7:13], sim[3, 3], atol=1e-6)  # tile (1, 1) is query position (3, 3)
+    np.testing.assert_allclose(z[0:6, 7:13], sim[0, 3], atol=1e-6)
+    for side in (37, 74):  # the dinov2 grid and its largest resampling: one PNG, well under 5 MB
+        big = torch.nn.functional.normalize(torch.randn(side * side, 16), dim=-1)
+        fig = similarity_grid(big @ big.T, (side, side))
+        assert fig.data[0].type == "image" and len(json.dumps(fig.to_plotly_json(), default=str)) < 5 * 1024 * 1024

@@ -260,7 +260,7 @@ def test_init_refuses_a_classifier_checkpoint(pretrained, tmp_path, capsys):
     train_quietly(classifier, ["finetune"])
     capsys.readouterr()
     code = main(["finetune", "--init", str(tmp_path / "cls.safetensors"), "--out-dir", str(tmp_path)])
-    assert code == 2 and "--init takes a jigsaw checkpoint" in capsys.readouterr().err
+    assert code == 2 and "fine-tuning starts from a jigsaw checkpoint" in capsys.readouterr().err
     code = main(["finetune", "--init", str(result.checkpoint), "--patch-size", "8", "--out-dir", str(tmp_path)])
     assert code == 2 and "differs from the --init checkpoint's 4" in capsys.readouterr().err
 

@@ -240,7 +240,7 @@ def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
     kind = sidecar.get("kind", "non-vitviz")
     if kind != "jigsaw":
         raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; fine-tuning starts from a "
-                          "jigsaw checkpoint (or from random weights): --init takes a jigsaw checkpoint", "init")
+                          "jigsaw checkpoint (or from random weights)", "init")
     source = sidecar["architecture"]
     wanted = {"patch_size": config.patch_size, "embed_dim": config.embed_dim, "depth": config.depth,
               "num_heads": config.num_heads}

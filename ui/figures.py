@@ -28,10 +28,12 @@ def show_figure(fig: go.Figure, name: str, data: Optional[dict[str, Any]] = None
     if data:
         arrays = {k: _as_array(v) for k, v in data.items()}
         left, right = st.columns(2)
-        left.download_button("Numbers (CSV)", _csv(arrays), file_name=f"{name}.csv", mime="text/csv",
-                             key=f"csv-{key or name}")
-        right.download_button("Numbers (JSON)", json.dumps({k: v.tolist() for k, v in arrays.items()}),
-                              file_name=f"{name}.json", mime="application/json", key=f"json-{key or name}")
+        # Written when clicked, not on every rerun: a 37x37 grid's similarities are 1.9 M numbers.
+        left.download_button("Numbers (CSV)", lambda: _csv(arrays), file_name=f"{name}.csv", mime="text/csv",
+                             key=f"csv-{key or name}", on_click="ignore")
+        right.download_button("Numbers (JSON)", lambda: json.dumps({k: v.tolist() for k, v in arrays.items()}),
+                              file_name=f"{name}.json", mime="application/json", key=f"json-{key or name}",
+                              on_click="ignore")
     return event
 
 
