@@ -10,8 +10,7 @@ from timm.models.vision_transformer import VisionTransformer
 from apptest import chart_specs, open_page
 from vitviz import faithfulness
 from vitviz.attributions import METHODS
-from vitviz.images import fit_to_model, to_tensor
-from vitviz.inputs import normalize
+from vitviz.inputs import model_input
 from vitviz.models import create_vit, load_model, save_checkpoint
 
 NAME = "tiny-shapes"
@@ -40,7 +39,7 @@ def shapes_inputs(model, index):
 
     pixels, label, mask = shapes_item(index, 32)
     image = Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
-    return normalize(to_tensor(fit_to_model(image, (32, 32))).unsqueeze(0), model), mask
+    return model_input(image, model), mask
 
 
 def chart(at, title_start):
