@@ -54,7 +54,7 @@ def cached_curves(_model: torch.nn.Module, model_key: str, image_key: str, metho
 
 @st.cache_data(max_entries=4, show_spinner="Averaging 256 shapes training items: the colour deletion fills with…")
 def cached_shapes_mean(image_size: int) -> list[float]:
-    from vitviz.evaluate import shapes_pixel_mean
+    from vitviz.explanation_benchmark import shapes_pixel_mean
 
     return shapes_pixel_mean(image_size)
 

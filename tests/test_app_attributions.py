@@ -71,7 +71,7 @@ def test_maps_on_one_scale_curves_and_localization_on_a_shapes_item(tiny_shapes)
     relevance = METHODS["Relevance"](tiny_shapes).attribute(inputs, target)
     torch.testing.assert_close(torch.tensor(heatmaps[4]["z"]), relevance.scaled().patch[0], rtol=1e-4, atol=1e-5)
 
-    from vitviz.evaluate import shapes_pixel_mean
+    from vitviz.explanation_benchmark import shapes_pixel_mean
 
     fill = faithfulness.mean_fill(tiny_shapes, shapes_pixel_mean(32))
     deletion = faithfulness.deletion_curve(tiny_shapes, inputs, occlusion.patch, target, steps="decile", fill=fill)

@@ -210,7 +210,7 @@ def test_evaluate_scores_a_model_that_reads_one_patch():
     """Every captum method finds the one patch read: all its mass in a mask over it, the pointing game won."""
     from vitviz.attributions import (FeatureAblation, GradientShap, IntegratedGradients, Occlusion, Saliency,
                                      SmoothGrad)
-    from vitviz.evaluate import RANDOM, evaluate
+    from vitviz.explanation_benchmark import RANDOM, evaluate
 
     model = PatchMeans(torch.tensor([[0.0, 0.0], [0.0, 2.0]])).eval()
     images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -242,7 +242,7 @@ def test_evaluate_command_on_a_tiny_run(tmp_path, capsys):
 
     from training.data import SHAPES_CLASSES
     from vitviz.attributions import METHODS
-    from vitviz.evaluate import COLUMNS, RANDOM, main
+    from vitviz.explanation_benchmark import COLUMNS, RANDOM, main
 
     weights = tiny_classifier(tmp_path / "tiny-shapes.safetensors", SHAPES_CLASSES)
     out = tmp_path / "results" / "tiny"
@@ -270,7 +270,7 @@ def test_evaluate_command_on_a_tiny_run(tmp_path, capsys):
 
 
 def test_evaluate_command_refuses_what_is_not_a_shapes_classifier(tmp_path, capsys):
-    from vitviz.evaluate import main
+    from vitviz.explanation_benchmark import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path / "absent.safetensors")])

@@ -1,6 +1,6 @@
 """Which map should I trust? Every attribution method scored on the shapes test split.
 
-    python -m vitviz.evaluate starter-shapes --items 64 --out results/starter-shapes
+    python -m vitviz.explanation_benchmark starter-shapes --items 64 --out results/starter-shapes
 
 For N seeded test items (items 0 to N-1 of the split for ``--seed``), each method's map of the
 target class (the model's prediction, or the true label) is scored by deletion and insertion AUC
@@ -128,7 +128,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     names = ", ".join(name.lower().replace(" ", "-") for name in METHODS)
     parser = argparse.ArgumentParser(
-        prog="python -m vitviz.evaluate",
+        prog="python -m vitviz.explanation_benchmark",
         description="Score every attribution method of a shapes classifier on the shapes test split: deletion "
                     "and insertion AUC (faithfulness), mass in the object mask and the pointing game "
                     "(localization), seconds per image. Prints the table and writes OUT.csv and OUT.json.",
