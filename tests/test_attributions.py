@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from toys import toy_card
 from vitviz import attention
 from vitviz.attributions import (
     METHODS,
@@ -26,18 +27,10 @@ from vitviz.attributions import (
     method_by_name,
     setting_users,
 )
-from vitviz.models import ModelCard, create_vit, load_model, save_checkpoint
+from vitviz.models import create_vit, load_model, save_checkpoint
 
 CAPTUM_METHODS = (IntegratedGradients, Saliency, SmoothGrad, GradientShap, Occlusion, FeatureAblation)
 FAST = {cls: cls.options_for(path_points=8, draws=4) for cls in METHODS.values()}  # few passes for the many-pass methods
-
-
-def toy_card(image_size, patch_size, classes=3):
-    grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-    return ModelCard(name="toy", source="file", provenance="built by a test", image_size=image_size,
-                     patch_size=patch_size, grid_size=grid, num_prefix_tokens=0, has_class_token=False,
-                     embed_dim=8, depth=0, num_heads=1, num_parameters=0, mean=(0.5, 0.4, 0.3),
-                     std=(0.2, 0.25, 0.3), class_names=tuple(f"class {i}" for i in range(classes)))
 
 
 class OnePatch(nn.Module):

@@ -8,21 +8,13 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
+from toys import toy_card
 from vitviz import faithfulness as fa
-from vitviz.models import ModelCard
 
 WEIGHTS = torch.tensor([[1.0, -2.0], [3.0, 0.5]])  # one weight per patch of a 2x2 grid
 VALUES = torch.tensor([[0.5, 1.0], [-0.4, 2.0]])  # each patch of the test image is this value, all channels
 MAP = torch.tensor([[0.1, 0.9], [0.5, 0.3]])  # relevance order: (0, 1), (1, 0), (1, 1), (0, 0)
 ORDER = [(0, 1), (1, 0), (1, 1), (0, 0)]
-
-
-def card(image_size, patch_size, classes=2):
-    grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-    return ModelCard(name="toy", source="file", provenance="built by a test", image_size=image_size,
-                     patch_size=patch_size, grid_size=grid, num_prefix_tokens=0, has_class_token=False,
-                     embed_dim=1, depth=0, num_heads=1, num_parameters=0, mean=(0.5, 0.4, 0.3),
-                     std=(0.2, 0.25, 0.3), class_names=tuple(f"class {i}" for i in range(classes)))
 
 
 class PatchMeans(nn.Module):
@@ -32,7 +24,7 @@ class PatchMeans(nn.Module):
         super().__init__()
         self.weights = nn.Parameter(weights.clone(), requires_grad=False)
         self.patch = patch
-        self.card = card((patch * weights.shape[0], patch * weights.shape[1]), patch)
+        self.card = toy_card((patch * weights.shape[0], patch * weights.shape[1]), patch, classes=2, embed_dim=1)
 
     def forward(self, x):
         means = F.avg_pool2d(x.mean(dim=1, keepdim=True), self.patch)[:, 0]  # (B, gh, gw)
