@@ -18,25 +18,19 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vitviz.attributions import METHODS, FeatureAblation, GradientShap, IntegratedGradients, Occlusion, SmoothGrad  # noqa: E402
+from vitviz.attributions import METHODS  # noqa: E402
 from vitviz.models import load_model  # noqa: E402
 from vitviz.registry import BUNDLED_MODELS_DIR  # noqa: E402
 
 STARTER = "starter-shapes"
-BATCH = 64  # forward rows per pass in the many-pass methods
-OPTIONS: dict[type, dict[str, Any]] = {
-    IntegratedGradients: dict(n_steps=50, internal_batch_size=BATCH),
-    SmoothGrad: dict(nt_samples=20, internal_batch_size=20),
-    GradientShap: dict(n_samples=20, internal_batch_size=20),
-    Occlusion: dict(perturbations_per_eval=BATCH),
-    FeatureAblation: dict(perturbations_per_eval=BATCH),
-}
+# IG path points, SmoothGrad and GradientSHAP draws, forward rows per pass in the many-pass methods
+SETTINGS = dict(path_points=50, draws=20, batch_size=64)
 
 
 def _timed(device: torch.device, fn: Callable[[], object]) -> float:
@@ -62,7 +56,7 @@ def bench_model(model: torch.nn.Module, device: torch.device, repeats: int) -> d
     runs: dict[str, Callable[[], object]] = {"forward": forward}
     for name, cls in METHODS.items():
         method = cls(model)
-        runs[name] = lambda method=method, cls=cls: method.attribute(images, 0, **OPTIONS.get(cls, {}))
+        runs[name] = lambda method=method, options=cls.options_for(**SETTINGS): method.attribute(images, 0, **options)
     for fn in runs.values():
         fn()
     samples: dict[str, list[float]] = {key: [] for key in runs}

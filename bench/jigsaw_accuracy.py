@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vitviz.images import fit_to_model, to_tensor  # noqa: E402
+from vitviz.inputs import model_pixels  # noqa: E402
 from vitviz.jigsaw import jigsaw_checkpoints, jigsaw_metrics, position_logits, shuffle_permutation  # noqa: E402
 from vitviz.models import load_model  # noqa: E402
 from vitviz.registry import checkpoint_dirs  # noqa: E402
@@ -60,9 +60,9 @@ def measure(model: torch.nn.Module, images: torch.Tensor, seed: int, drop: float
     return jigsaw_metrics(logits, permutations, grid_size=grid)
 
 
-def sample_photos(names: Sequence[str], image_size: tuple[int, int]) -> torch.Tensor:
-    """The named sample photos as the app shows them to a model of this input size: ``[n, 3, H, W]``."""
-    return torch.stack([to_tensor(fit_to_model(load_sample(name), image_size)) for name in names])
+def sample_photos(names: Sequence[str], model: torch.nn.Module) -> torch.Tensor:
+    """The named sample photos as the app shows them to ``model``: ``[n, 3, H, W]`` in [0, 1] on its device."""
+    return torch.cat([model_pixels(load_sample(name), model) for name in names])
 
 
 def table(rows: dict[str, tuple[int, dict[str, float]]], name: str, chance: float) -> str:
@@ -102,8 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     seen = [name for name in PHOTO_NAMES if name not in HELD_OUT_PHOTOS]
     sets = {
         f"photos test crops ({card.image_size[0]} px)": crops,
-        f"sample photos held out from training ({', '.join(HELD_OUT_PHOTOS)})": sample_photos(HELD_OUT_PHOTOS, card.image_size),
-        "sample photos seen in training (other crops of them)": sample_photos(seen, card.image_size),
+        f"sample photos held out from training ({', '.join(HELD_OUT_PHOTOS)})": sample_photos(HELD_OUT_PHOTOS, model),
+        "sample photos seen in training (other crops of them)": sample_photos(seen, model),
     }
     rows = {label: (len(images), measure(model, images, args.seed, args.drop)) for label, images in sets.items()}
     report = table(rows, card.name, 1.0 / (card.grid_size[0] * card.grid_size[1]))

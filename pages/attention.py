@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
-
 import streamlit as st
 import torch
 
 import ui
 from vitviz import attention, plots
-from vitviz.images import fit_to_model, to_tensor
-from vitviz.inputs import normalize
+from vitviz.attention import Query
+from vitviz.inputs import model_input
 from vitviz.models import ModelCard
 from vitviz.samples import PHOTO_NAMES, load_sample
 
 PATCH = "A patch (click the image)"
-Query = Union[int, Literal["patches"]]
 
 
 # One forward pass per (model, image); every slider and click below reuses it.
@@ -36,20 +33,13 @@ def cached_rollout(model_key: str, image_key: str, head_fusion: str, discard_rat
 @st.cache_data(max_entries=32, show_spinner="One backward pass for this class…")
 def cached_gradient_maps(_model: torch.nn.Module, model_key: str, image_key: str, target: int, discard_ratio: float,
                          _inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    _, attentions, gradients = attention.attention_gradients(_model, _inputs, target)
-    card = _model.card
-    grid, prefix, has_cls = tuple(card.grid_size), card.num_prefix_tokens, card.has_class_token
-    rolled = attention.class_map(attention.grad_rollout_matrix(attentions, gradients, discard_ratio), grid, prefix, has_cls)
-    relevant = attention.class_map(attention.relevance_matrix(attentions, gradients), grid, prefix, has_cls)
+    rolled, relevant = attention.gradient_maps(_model, _inputs, target, discard_ratio)
     return rolled[0].cpu(), relevant[0].cpu()  # (gh, gw) each
 
 
 @st.cache_data(max_entries=4, show_spinner=f"Running the model on the {len(PHOTO_NAMES)} sample photos…")
 def cached_sample_distance(_model: torch.nn.Module, model_key: str) -> torch.Tensor:
-    card = _model.card
-    device = next(_model.parameters()).device
-    batches = (normalize(to_tensor(fit_to_model(load_sample(name), card.image_size)).unsqueeze(0).to(device), _model)
-               for name in PHOTO_NAMES)
+    batches = (model_input(load_sample(name), _model) for name in PHOTO_NAMES)
     return attention.mean_attention_distance_over(_model, batches).cpu()  # (L, H)
 
 
@@ -110,8 +100,9 @@ with right:
     else:
         st.info(f"**{card.name}** has no classification head: no predictions, and no class to explain below.")
 with left:
+    head_index = None if head == 0 else head - 1  # None: the mean of the heads
     per_head = attention.query_map(attentions[layer][0], query, (gh, gw), prefix)  # (H, gh, gw)
-    shown = per_head.mean(dim=0) if head == 0 else per_head[head - 1]  # (gh, gw)
+    shown = attention.pick_head(per_head, head_index)  # (gh, gw)
     head_text = "mean of heads" if head == 0 else f"head {head}"
     selected = query - prefix if query != "patches" and query >= prefix else None  # the query patch, outlined
     event = ui.show_figure(
@@ -122,10 +113,8 @@ with left:
     if clicked is not None:
         st.session_state.att_pending_patch = clicked
         st.rerun()
-    rows = attentions[layer][0, :, prefix:, :] if query == "patches" else attentions[layer][0, :, query:query + 1, :]
-    on_prefix = rows[..., :prefix].sum(dim=-1).mean(dim=-1)  # (H,)
-    on_prefix = on_prefix.mean() if head == 0 else on_prefix[head - 1]
     if prefix:
+        on_prefix = attention.pick_head(attention.prefix_share(attentions[layer][0], query, (gh, gw), prefix), head_index)
         st.caption(f"Share of this attention on the prefix token(s), left out of the map: {on_prefix:.1%}.")
 
 st.subheader(f"All heads of layer {layer + 1}")

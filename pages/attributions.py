@@ -12,7 +12,7 @@ import torch
 
 import ui
 from vitviz import faithfulness, plots
-from vitviz.attributions import METHODS, AttributionMaps, GradientShap, IntegratedGradients, SmoothGrad
+from vitviz.attributions import METHODS, SETTINGS, AttributionMaps, setting_users
 from vitviz.data import SHAPES_CLASSES
 from vitviz.faithfulness import Curve
 
@@ -54,13 +54,21 @@ def cached_curves(_model: torch.nn.Module, model_key: str, image_key: str, metho
 
 @st.cache_data(max_entries=4, show_spinner="Averaging 256 shapes training items: the colour deletion fills with…")
 def cached_shapes_mean(image_size: int) -> list[float]:
-    from vitviz.evaluate import shapes_pixel_mean
+    from vitviz.explanation_benchmark import shapes_pixel_mean
 
     return shapes_pixel_mean(image_size)
 
 
-def attribution_controls(probability: torch.Tensor, class_names: tuple[str, ...]) -> tuple[list[str], int, int, int, str, str]:
-    """Methods, target class, IG path points, draws, curve steps and map resolution."""
+def setting_input(column, setting: str, key: str) -> int:
+    """A number input for a setting several methods share, labelled and bounded by the options they declare."""
+    users = setting_users(setting)
+    option = users[0][1]
+    label = f"{', '.join(cls.name for cls, _ in users)}: {SETTINGS[setting]}"
+    return int(column.number_input(label, option.low, option.high, option.default, key=key))
+
+
+def attribution_controls(probability: torch.Tensor, class_names: tuple[str, ...]) -> tuple[list[str], int, dict[str, int], str, str]:
+    """Methods, target class, the settings methods share (path points, draws), curve steps and map resolution."""
     if "attr_methods" not in st.session_state:
         st.session_state.attr_methods = DEFAULT_METHODS
     if st.session_state.get("attr_class", 0) >= len(class_names):  # a class kept from a model with more classes
@@ -73,22 +81,16 @@ def attribution_controls(probability: torch.Tensor, class_names: tuple[str, ...]
                              format_func=lambda c: f"{class_names[c]} ({c}), p = {probability[c]:.1%}")
     with st.expander("Settings"):
         s1, s2, s3, s4 = st.columns(4)
-        ig_steps = s1.number_input("Integrated Gradients: path points", 4, 200, 50, key="attr_ig_steps")
-        samples = s2.number_input("SmoothGrad, GradientSHAP: draws", 2, 100, 20, key="attr_samples")
+        settings = {"path_points": setting_input(s1, "path_points", "attr_ig_steps"),
+                    "draws": setting_input(s2, "draws", "attr_samples")}
         steps = s3.radio("Deletion / insertion steps", list(STEPS), key="attr_steps")
         resolution = s4.radio("Maps at", ["patches", "pixels"], key="attr_resolution")
-    return methods, int(target), int(ig_steps), int(samples), STEPS[steps], resolution
+    return methods, int(target), settings, STEPS[steps], resolution
 
 
-def method_options(name: str, ig_steps: int, samples: int) -> Options:
-    cls = METHODS[name]
-    if cls is IntegratedGradients:
-        return (("n_steps", ig_steps),)
-    if cls is SmoothGrad:
-        return (("nt_samples", samples),)
-    if cls is GradientShap:
-        return (("n_samples", samples),)
-    return ()
+def method_options(name: str, settings: dict[str, int]) -> Options:
+    """The method's own keywords for the shared settings, hashable for the caches."""
+    return tuple(METHODS[name].options_for(**settings).items())
 
 
 def localization(maps: AttributionMaps, mask: Optional[torch.Tensor]) -> dict[str, float]:
@@ -107,7 +109,7 @@ if not card.num_classes:
     st.stop()
 probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
 ui.context.forget_on_new_input(ctx, "attr_class")
-methods, target, ig_steps, samples, steps, resolution = attribution_controls(probability, card.class_names)
+methods, target, settings, steps, resolution = attribution_controls(probability, card.class_names)
 truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
 st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "
            "between methods (gradient x input, drops of the class score, attention flow), so every map is divided "
@@ -118,7 +120,7 @@ if not methods:
     st.stop()
 
 results = {name: cached_maps(model, ctx.model_key, ctx.image_key, name, target,
-                             method_options(name, ig_steps, samples), ctx.inputs) for name in methods}
+                             method_options(name, settings), ctx.inputs) for name in methods}
 scaled = {name: maps.scaled() for name, maps in results.items()}
 shown = {name: (maps.patch if resolution == "patches" else maps.pixel)[0] for name, maps in scaled.items()}
 ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask,
@@ -133,7 +135,7 @@ st.caption("Patches in the order of each map, most relevant first. Deletion repl
            f"dataset mean ({'of the shapes training items' if pixel_mean else 'the model normalises with'}); "
            f"insertion reveals them on a copy blurred by half a patch. A faithful map makes the class probability "
            "fall fast (low deletion AUC) and rise fast (high insertion AUC).")
-curves = {name: cached_curves(model, ctx.model_key, ctx.image_key, name, target, method_options(name, ig_steps, samples),
+curves = {name: cached_curves(model, ctx.model_key, ctx.image_key, name, target, method_options(name, settings),
                               steps, fill, ctx.inputs, maps.patch[0]) for name, maps in results.items()}
 curve_data = {"fraction": next(iter(curves.values()))[0].fractions}
 for name, (deletion, insertion) in curves.items():

@@ -7,8 +7,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from apptest import chart_specs, chart_titles, open_page
 from vitviz.attention import capture, query_map
-from vitviz.images import fit_to_model, to_tensor
-from vitviz.inputs import normalize
+from vitviz.inputs import model_input
 from vitviz.samples import load_sample
 
 MODEL = "vit_tiny_patch16_224"
@@ -32,8 +31,7 @@ def forward_calls(monkeypatch):
 
 def reference_attentions(model, sample: str):
     """The attentions of the very model the page ran (timm ViTs without cached weights are random)."""
-    inputs = normalize(to_tensor(fit_to_model(load_sample(sample), (224, 224))).unsqueeze(0), model)
-    return capture(model, inputs)[1]
+    return capture(model, model_input(load_sample(sample), model))[1]
 
 
 def overlay_heat(at, title_start: str) -> torch.Tensor:

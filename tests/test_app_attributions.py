@@ -10,9 +10,8 @@ from timm.models.vision_transformer import VisionTransformer
 from apptest import chart_specs, open_page
 from vitviz import faithfulness
 from vitviz.attributions import METHODS
-from vitviz.images import fit_to_model, to_tensor
-from vitviz.inputs import normalize
 from vitviz.checkpoints import save_checkpoint
+from vitviz.inputs import model_input
 from vitviz.models import create_vit, load_model
 
 NAME = "tiny-shapes"
@@ -41,7 +40,7 @@ def shapes_inputs(model, index):
 
     pixels, label, mask = shapes_item(index, 32)
     image = Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
-    return normalize(to_tensor(fit_to_model(image, (32, 32))).unsqueeze(0), model), mask
+    return model_input(image, model), mask
 
 
 def chart(at, title_start):
@@ -73,7 +72,7 @@ def test_maps_on_one_scale_curves_and_localization_on_a_shapes_item(tiny_shapes)
     relevance = METHODS["Relevance"](tiny_shapes).attribute(inputs, target)
     torch.testing.assert_close(torch.tensor(heatmaps[4]["z"]), relevance.scaled().patch[0], rtol=1e-4, atol=1e-5)
 
-    from vitviz.evaluate import shapes_pixel_mean
+    from vitviz.explanation_benchmark import shapes_pixel_mean
 
     fill = faithfulness.mean_fill(tiny_shapes, shapes_pixel_mean(32))
     deletion = faithfulness.deletion_curve(tiny_shapes, inputs, occlusion.patch, target, steps="decile", fill=fill)

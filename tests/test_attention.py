@@ -10,9 +10,12 @@ from vitviz.attention import (
     class_map,
     grad_rollout,
     grad_rollout_matrix,
+    gradient_maps,
     mass_mask,
     mean_attention_distance,
     mean_attention_distance_over,
+    pick_head,
+    prefix_share,
     query_map,
     recorded_attention,
     relevance,
@@ -202,6 +205,28 @@ def test_query_map_rejects_bad_queries_and_grids():
         query_map(matrix, 0, (3, 3))
 
 
+def test_prefix_share_is_what_the_query_map_leaves_out():
+    attentions = random_attentions(layers=1, batch=2, heads=3, tokens=6)[0]  # P = 2, grid 2x2
+    for query in (0, 1, 4, "patches"):
+        share = prefix_share(attentions, query, (2, 2), num_prefix_tokens=2)
+        assert share.shape == (2, 3)
+        on_patches = query_map(attentions, query, (2, 2), num_prefix_tokens=2).sum(dim=(-2, -1))
+        assert torch.allclose(share + on_patches, torch.ones(2, 3, dtype=torch.float64)), query
+    assert torch.allclose(prefix_share(attentions, 4, (2, 2), 2), attentions[:, :, 4, :2].sum(dim=-1))
+    assert torch.equal(prefix_share(attentions[:, :, 2:, 2:], 0, (2, 2), 0), torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="query 6 "):
+        prefix_share(attentions, 6, (2, 2), 2)
+
+
+def test_pick_head_takes_one_head_or_their_mean():
+    per_head = torch.arange(12.0).view(3, 2, 2)  # (H, gh, gw)
+    assert torch.equal(pick_head(per_head, 1), per_head[1])
+    assert torch.equal(pick_head(per_head), per_head.mean(dim=0))
+    assert torch.equal(pick_head(per_head.view(1, 3, 4), 2, dim=1), per_head[2].view(1, 4))
+    with pytest.raises(ValueError, match="head 3 is out of range for 3 heads"):
+        pick_head(per_head, 3)
+
+
 def test_mean_attention_distance_by_hand():
     # grid 1x2, patch 16, one class token. Patch 0 gives 0.25 to patch 1 (16 px away): 4 px.
     # Patch 1 attends only to itself: 0 px. Mean over the two query patches: 2 px.
@@ -381,6 +406,20 @@ def test_gradient_methods_take_an_int_target_and_leave_the_model_as_found():
     assert torch.allclose(relevance(model, x, 2), by_int)
     logits, attentions, gradients = attention_gradients(model, x, 2)
     assert len(gradients) == len(attentions) == 2 and gradients[0].shape == attentions[0].shape
+
+
+@pytest.mark.parametrize("name", ["class token", "4 registers, no class token"])
+def test_gradient_maps_are_grad_rollout_and_relevance_from_one_backward(name, monkeypatch):
+    model = tiny_vit(**SHAPES[name])
+    x = images_for(model)
+    targets = torch.tensor([1, 3])
+    expected = grad_rollout(model, x, targets, discard_ratio=0.2), relevance(model, x, targets)
+    backward = []
+    original = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: backward.append(1) or original(*a, **k))
+    rolled, relevant = gradient_maps(model, x, targets, discard_ratio=0.2)
+    assert len(backward) == 1
+    assert torch.equal(rolled, expected[0]) and torch.equal(relevant, expected[1])
 
 
 def test_gradient_methods_follow_the_input_size_of_a_dynamic_model():

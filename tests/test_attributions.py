@@ -1,37 +1,37 @@
 """Attribution methods on models whose right answer is known, and on a tiny ViT against the attention maths."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from toys import toy_card
 from vitviz import attention
 from vitviz.attributions import (
     METHODS,
+    SETTINGS,
+    AttentionAttribution,
     AttentionRollout,
     FeatureAblation,
+    GradientAttribution,
     GradientRollout,
     GradientShap,
     IntegratedGradients,
     Occlusion,
+    PerturbationAttribution,
     Relevance,
     Saliency,
     SmoothGrad,
     method_by_name,
+    setting_users,
 )
 from vitviz.checkpoints import save_checkpoint
-from vitviz.models import ModelCard, create_vit, load_model
+from vitviz.models import create_vit, load_model
 
 CAPTUM_METHODS = (IntegratedGradients, Saliency, SmoothGrad, GradientShap, Occlusion, FeatureAblation)
-FAST = {IntegratedGradients: dict(n_steps=8), SmoothGrad: dict(nt_samples=4), GradientShap: dict(n_samples=4)}
-
-
-def toy_card(image_size, patch_size, classes=3):
-    grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-    return ModelCard(name="toy", source="file", provenance="built by a test", image_size=image_size,
-                     patch_size=patch_size, grid_size=grid, num_prefix_tokens=0, has_class_token=False,
-                     embed_dim=8, depth=0, num_heads=1, num_parameters=0, mean=(0.5, 0.4, 0.3),
-                     std=(0.2, 0.25, 0.3), class_names=tuple(f"class {i}" for i in range(classes)))
+FAST = {cls: cls.options_for(path_points=8, draws=4) for cls in METHODS.values()}  # few passes for the many-pass methods
 
 
 class OnePatch(nn.Module):
@@ -250,3 +250,33 @@ def test_bad_inputs_are_named():
         Saliency(model).attribute(images(), 0)
     with pytest.raises(ValueError, match="ModelCard"):
         Saliency(nn.Linear(2, 2))
+
+
+# --- options declared by each method ---------------------------------------------------------------
+
+FAMILIES = {"gradient": GradientAttribution, "perturbation": PerturbationAttribution, "attention": AttentionAttribution}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_each_method_declares_its_family_and_options_as_attribute_takes_them(name):
+    cls = METHODS[name]
+    assert issubclass(cls, FAMILIES[cls.kind])
+    parameters = inspect.signature(cls.attribute).parameters
+    for option in cls.options:
+        assert parameters[option.name].kind is inspect.Parameter.KEYWORD_ONLY, option
+        assert parameters[option.name].default == option.default, option
+        assert option.low <= option.default <= option.high, option
+        assert option.setting is None or option.setting in SETTINGS, option
+
+
+def test_shared_settings_reach_each_method_under_its_own_keyword():
+    assert FAST[IntegratedGradients] == {"n_steps": 8}
+    assert FAST[SmoothGrad] == {"nt_samples": 4} and FAST[GradientShap] == {"n_samples": 4}
+    assert FAST[Saliency] == FAST[Relevance] == {}
+    assert Occlusion.options_for(path_points=8, batch_size=32) == {"perturbations_per_eval": 32}
+    assert [cls for cls, _ in setting_users("draws")] == [SmoothGrad, GradientShap]
+    assert {(o.low, o.high, o.default) for _, o in setting_users("draws")} == {(2, 100, 20)}
+    with pytest.raises(ValueError, match="unknown setting 'steps'"):
+        Saliency.options_for(steps=8)
+    with pytest.raises(ValueError, match="unknown setting 'steps'"):
+        setting_users("steps")

@@ -8,21 +8,13 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
+from toys import toy_card
 from vitviz import faithfulness as fa
-from vitviz.models import ModelCard
 
 WEIGHTS = torch.tensor([[1.0, -2.0], [3.0, 0.5]])  # one weight per patch of a 2x2 grid
 VALUES = torch.tensor([[0.5, 1.0], [-0.4, 2.0]])  # each patch of the test image is this value, all channels
 MAP = torch.tensor([[0.1, 0.9], [0.5, 0.3]])  # relevance order: (0, 1), (1, 0), (1, 1), (0, 0)
 ORDER = [(0, 1), (1, 0), (1, 1), (0, 0)]
-
-
-def card(image_size, patch_size, classes=2):
-    grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-    return ModelCard(name="toy", source="file", provenance="built by a test", image_size=image_size,
-                     patch_size=patch_size, grid_size=grid, num_prefix_tokens=0, has_class_token=False,
-                     embed_dim=1, depth=0, num_heads=1, num_parameters=0, mean=(0.5, 0.4, 0.3),
-                     std=(0.2, 0.25, 0.3), class_names=tuple(f"class {i}" for i in range(classes)))
 
 
 class PatchMeans(nn.Module):
@@ -32,7 +24,7 @@ class PatchMeans(nn.Module):
         super().__init__()
         self.weights = nn.Parameter(weights.clone(), requires_grad=False)
         self.patch = patch
-        self.card = card((patch * weights.shape[0], patch * weights.shape[1]), patch)
+        self.card = toy_card((patch * weights.shape[0], patch * weights.shape[1]), patch, classes=2, embed_dim=1)
 
     def forward(self, x):
         means = F.avg_pool2d(x.mean(dim=1, keepdim=True), self.patch)[:, 0]  # (B, gh, gw)
@@ -210,7 +202,7 @@ def test_evaluate_scores_a_model_that_reads_one_patch():
     """Every captum method finds the one patch read: all its mass in a mask over it, the pointing game won."""
     from vitviz.attributions import (FeatureAblation, GradientShap, IntegratedGradients, Occlusion, Saliency,
                                      SmoothGrad)
-    from vitviz.evaluate import RANDOM, evaluate
+    from vitviz.explanation_benchmark import RANDOM, evaluate
 
     model = PatchMeans(torch.tensor([[0.0, 0.0], [0.0, 2.0]])).eval()
     images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -243,7 +235,7 @@ def test_evaluate_command_on_a_tiny_run(tmp_path, capsys):
 
     from vitviz.data import SHAPES_CLASSES
     from vitviz.attributions import METHODS
-    from vitviz.evaluate import COLUMNS, RANDOM, main
+    from vitviz.explanation_benchmark import COLUMNS, RANDOM, main
 
     weights = tiny_classifier(tmp_path / "tiny-shapes.safetensors", SHAPES_CLASSES)
     out = tmp_path / "results" / "tiny"
@@ -271,7 +263,7 @@ def test_evaluate_command_on_a_tiny_run(tmp_path, capsys):
 
 
 def test_evaluate_command_refuses_what_is_not_a_shapes_classifier(tmp_path, capsys):
-    from vitviz.evaluate import main
+    from vitviz.explanation_benchmark import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path / "absent.safetensors")])

@@ -1,6 +1,6 @@
 """Accuracy of a model on a fixed evaluation set: jigsaw (both decoders) or classification.
 
-Behind the ``evaluate`` command and training's validation; the explanation benchmark is ``vitviz.evaluate``.
+Behind the ``evaluate`` command and training's validation; the explanation benchmark is ``vitviz.explanation_benchmark``.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from vitviz.images import ImageLoadError, fit_to_model, image_notes, to_tensor
-from vitviz.inputs import normalize
+from vitviz.images import ImageLoadError, fit_to_model, image_notes
+from vitviz.inputs import model_device, model_pixels, normalize
 from vitviz.models import ModelCard, ModelLoadError
 
 from . import cache
@@ -85,8 +85,7 @@ def current() -> Context:
     for note in image_notes(image):
         st.caption(f"ℹ️ {note}")
     model_image = fit_to_model(image, card.image_size)
-    device = next(model.parameters()).device
-    pixels = to_tensor(model_image).unsqueeze(0).to(device)
+    pixels = model_pixels(model_image, model)  # (1, 3, H, W); fitting a fitted image leaves it as it is
     return Context(
         model_ref=ref,
         model=model,
@@ -98,7 +97,7 @@ def current() -> Context:
         inputs=normalize(pixels, model),
         model_key=cache.model_key(ref),
         image_key=cache.image_key(model_image),
-        mask=None if mask is None else mask.to(device),
+        mask=None if mask is None else mask.to(model_device(model)),
         true_label=true_label,
     )
 

@@ -3,8 +3,9 @@
 Notation: ``attentions`` is a list of L tensors ``[B, H, N, N]`` (post-softmax, each row sums to 1
 over the keys), N = P + gh*gw with P prefix tokens (class token first, then registers) and the
 gh x gw patch grid in raster order. Functions that run the model take ``images``: model-ready
-tensors ``[B, 3, H, W]``, already normalised with the model's mean and std (``vitviz.models.normalize``)
-and on the model's device; the model must be a timm ``VisionTransformer`` in eval mode.
+tensors ``[B, 3, H, W]``, already normalised with the model's mean and std (``vitviz.inputs.normalize``),
+checked and moved to the model's device by ``vitviz.inputs.check_images``; the model must be a timm
+``VisionTransformer`` in eval mode. Targets are read by ``vitviz.inputs.resolve_targets``.
 
 Works for any grid, patch size and number of prefix tokens (class token or not, registers or not).
 timm's attention is fused (``scaled_dot_product_attention``), which never builds the attention
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Literal, Sequence, Union
+from typing import Iterable, Iterator, Literal, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+from .inputs import TargetLike, check_images, resolve_targets
 
 __all__ = [
     "HeadFusion",
@@ -27,9 +30,12 @@ __all__ = [
     "class_map",
     "grad_rollout",
     "grad_rollout_matrix",
+    "gradient_maps",
     "mass_mask",
     "mean_attention_distance",
     "mean_attention_distance_over",
+    "pick_head",
+    "prefix_share",
     "query_map",
     "recorded_attention",
     "relevance",
@@ -39,7 +45,7 @@ __all__ = [
 ]
 
 HeadFusion = Literal["mean", "max", "min"]
-Target = Union[int, torch.Tensor]
+Query = Union[int, Literal["patches"]]
 
 # Streamlit serves every session from one cached model in its own thread: one recording at a time,
 # so that no pass restores the fused setting while another still needs it off.
@@ -86,19 +92,23 @@ def capture(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, list[
 
     Args:
         model: a timm ``VisionTransformer`` in eval mode (fused attention on or off: left as found).
-        images: model-ready ``[B, 3, H, W]`` (normalised) on the model's device.
+        images: model-ready ``[B, 3, H, W]`` (normalised).
 
     Returns:
-        logits ``[B, num_classes]`` and a list of L attentions ``[B, H, N, N]``, rows summing to 1.
+        logits ``[B, num_classes]`` and a list of L attentions ``[B, H, N, N]``, rows summing to 1,
+        on the model's device.
+
+    Raises:
+        ValueError: as ``vitviz.inputs.check_images``; a model that is not a timm ``VisionTransformer``.
     """
-    _check_inputs(model, images)
+    images = check_images(model, images)
     with torch.no_grad(), recorded_attention(model) as attentions:
         logits = model(images)
     _check_recorded(model, attentions)
     return logits, list(attentions)
 
 
-def attention_gradients(model: nn.Module, images: torch.Tensor, target: Target
+def attention_gradients(model: nn.Module, images: torch.Tensor, target: TargetLike
                         ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """One forward and one backward pass: logits, attentions, and the target logit's gradient wrt each.
 
@@ -109,21 +119,24 @@ def attention_gradients(model: nn.Module, images: torch.Tensor, target: Target
 
     Args:
         model: a timm ``VisionTransformer`` in eval mode.
-        images: model-ready ``[B, 3, H, W]`` on the model's device.
-        target: one class index for every item, or a LongTensor ``[B]``.
+        images: model-ready ``[B, 3, H, W]``.
+        target: one class index for every item, or one per item (a sequence or a LongTensor ``[B]``).
 
     Returns:
         logits ``[B, C]`` and two lists of L tensors ``[B, H, N, N]``: attentions and gradients (detached).
+
+    Raises:
+        ValueError: as ``capture``; a model with no classifier head; a target as ``vitviz.inputs.resolve_targets``.
     """
-    _check_inputs(model, images)
+    images = check_images(model, images)
     if getattr(model, "num_classes", 1) == 0:
         raise ValueError(f"{type(model).__name__} has no classifier head (num_classes=0): there is no class to explain")
     # The input requires grad so the attentions are in the graph even if the weights are frozen.
-    images = images.detach().requires_grad_(True)
+    images = images.requires_grad_(True)
     with torch.enable_grad(), recorded_attention(model) as attentions:
         logits = model(images)
     _check_recorded(model, attentions)
-    targets = _targets(target, logits)
+    targets = resolve_targets(target, *logits.shape, device=logits.device)
     score = logits.gather(1, targets[:, None]).sum()
     gradients = torch.autograd.grad(score, attentions)
     return logits.detach(), [a.detach() for a in attentions], list(gradients)
@@ -183,40 +196,72 @@ def relevance_matrix(attentions: Sequence[torch.Tensor], gradients: Sequence[tor
     return relevance
 
 
-def grad_rollout(model: nn.Module, images: torch.Tensor, target: Target, discard_ratio: float = 0.0) -> torch.Tensor:
-    """Gradient rollout for class ``target``: one forward and one backward pass.
+def gradient_maps(model: nn.Module, images: torch.Tensor, target: TargetLike,
+                  discard_ratio: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient rollout and relevance for class ``target`` from one forward and one backward pass.
+
+    Both weight each head's attention A by the gradient dA of the target logit with respect to it
+    (``attention_gradients``), keep the positive part and average the heads:
+
+        gradient rollout   rollout of ``clamp(mean_h(A * dA), min=0)`` per layer (``grad_rollout_matrix``:
+                           Abnar & Zuidema 2020's rollout, weighted as in Gildenblat's vit-explain)
+        relevance          ``R = I``; per block ``R = R + mean_h(clamp(dA * A, min=0)) @ R``
+                           (``relevance_matrix``: Chefer et al. 2021, "Generic Attention-model Explainability")
+
+    and each is read on the class token's row (the patch rows' mean for a model with no class token).
 
     Args:
         model: a timm ``VisionTransformer`` in eval mode.
-        images: model-ready ``[B, 3, H, W]`` on the model's device.
-        target: a class index, or a LongTensor ``[B]`` of one per item.
+        images: model-ready ``[B, 3, H, W]``.
+        target: a class index, or one per item (a sequence or a LongTensor ``[B]``).
+        discard_ratio: gradient rollout's, as in ``rollout``.
+
+    Returns:
+        Gradient rollout and relevance, ``[B, gh, gw]`` each, on the model's device.
+
+    Raises:
+        ValueError: as ``attention_gradients``; a discard ratio outside [0, 1).
+    """
+    _, attentions, gradients = attention_gradients(model, images, target)
+    rolled = _read_class_map(model, images, grad_rollout_matrix(attentions, gradients, discard_ratio))
+    relevant = _read_class_map(model, images, relevance_matrix(attentions, gradients))
+    return rolled, relevant
+
+
+def grad_rollout(model: nn.Module, images: torch.Tensor, target: TargetLike, discard_ratio: float = 0.0) -> torch.Tensor:
+    """Gradient rollout for class ``target``: one forward and one backward pass (see ``gradient_maps``).
+
+    Args:
+        model: a timm ``VisionTransformer`` in eval mode.
+        images: model-ready ``[B, 3, H, W]``.
+        target: a class index, or one per item (a sequence or a LongTensor ``[B]``).
         discard_ratio: as in ``rollout``.
 
     Returns:
         ``[B, gh, gw]``: the class token's row (the patch rows' mean for a model with no class token).
     """
     _, attentions, gradients = attention_gradients(model, images, target)
-    matrix = grad_rollout_matrix(attentions, gradients, discard_ratio)
-    return class_map(matrix, _grid(model, images), model.num_prefix_tokens, model.cls_token is not None)
+    return _read_class_map(model, images, grad_rollout_matrix(attentions, gradients, discard_ratio))
 
 
-def relevance(model: nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
+def relevance(model: nn.Module, images: torch.Tensor, target: TargetLike) -> torch.Tensor:
     """Transformer relevance (Chefer et al. 2021, "Generic Attention-model Explainability") for ``target``.
+
+    One forward and one backward pass (see ``gradient_maps``).
 
     Args:
         model: a timm ``VisionTransformer`` in eval mode.
-        images: model-ready ``[B, 3, H, W]`` on the model's device.
-        target: a class index, or a LongTensor ``[B]`` of one per item.
+        images: model-ready ``[B, 3, H, W]``.
+        target: a class index, or one per item (a sequence or a LongTensor ``[B]``).
 
     Returns:
         ``[B, gh, gw]``: ``R[:, 0, P:]``, or for a model with no class token the mean of the patch rows of ``R[:, P:, P:]``.
     """
     _, attentions, gradients = attention_gradients(model, images, target)
-    matrix = relevance_matrix(attentions, gradients)
-    return class_map(matrix, _grid(model, images), model.num_prefix_tokens, model.cls_token is not None)
+    return _read_class_map(model, images, relevance_matrix(attentions, gradients))
 
 
-def query_map(matrix: torch.Tensor, query: Union[int, Literal["patches"]], grid_size: tuple[int, int],
+def query_map(matrix: torch.Tensor, query: Query, grid_size: tuple[int, int],
               num_prefix_tokens: int = 1) -> torch.Tensor:
     """One query's row over the patches, on the grid.
 
@@ -230,14 +275,47 @@ def query_map(matrix: torch.Tensor, query: Union[int, Literal["patches"]], grid_
     Returns:
         ``[..., gh, gw]``: the row's patch columns, prefix columns dropped (not renormalised).
     """
-    num_tokens = _check_tokens(matrix, grid_size, num_prefix_tokens)
-    if query == "patches":
-        row = matrix[..., num_prefix_tokens:, :].mean(dim=-2)  # (..., N)
-    elif isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
-        row = matrix[..., query, :]
-    else:
-        raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
+    _check_tokens(matrix, grid_size, num_prefix_tokens)
+    row = _query_row(matrix, query, num_prefix_tokens)  # (..., N)
     return row[..., num_prefix_tokens:].reshape(*row.shape[:-1], *grid_size)
+
+
+def prefix_share(matrix: torch.Tensor, query: Query, grid_size: tuple[int, int],
+                 num_prefix_tokens: int = 1) -> torch.Tensor:
+    """The share of one query's attention that goes to the prefix tokens: what ``query_map`` leaves out.
+
+    Args:
+        matrix, query, grid_size, num_prefix_tokens: as in ``query_map``.
+
+    Returns:
+        ``[...]``: the row's mass on the P prefix columns (for ``"patches"``, the mean over the patch
+        rows), in [0, 1] for attention rows that sum to 1; zero for a model with no prefix tokens.
+    """
+    _check_tokens(matrix, grid_size, num_prefix_tokens)
+    return _query_row(matrix, query, num_prefix_tokens)[..., :num_prefix_tokens].sum(dim=-1)
+
+
+def pick_head(per_head: torch.Tensor, head: Optional[int] = None, dim: int = 0) -> torch.Tensor:
+    """One head's values, or the mean of all heads when ``head`` is None.
+
+    Args:
+        per_head: values with a head axis at ``dim``, e.g. ``query_map`` of one layer ``[H, gh, gw]``
+            or ``prefix_share`` ``[H]``.
+        head: 0-based head index, or None for the mean over the heads.
+        dim: the head axis.
+
+    Returns:
+        ``per_head`` without its head axis.
+
+    Raises:
+        ValueError: a head index outside [0, H).
+    """
+    if head is None:
+        return per_head.mean(dim=dim)
+    num_heads = per_head.shape[dim]
+    if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < num_heads:
+        raise ValueError(f"head {head!r} is out of range for {num_heads} heads")
+    return per_head.select(dim, head)
 
 
 def class_map(matrix: torch.Tensor, grid_size: tuple[int, int], num_prefix_tokens: int,
@@ -402,16 +480,6 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
     return modules
 
 
-def _check_inputs(model: nn.Module, images: torch.Tensor) -> None:
-    if model.training:
-        raise ValueError("the model is in training mode (attention dropout would alter the maps): call model.eval()")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"expected images [B, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
-    device = next(model.parameters()).device
-    if images.device != device:
-        raise ValueError(f"images are on {images.device} but the model is on {device}")
-
-
 def _check_recorded(model: nn.Module, attentions: list[torch.Tensor]) -> None:
     depth = len(model.blocks)
     if len(attentions) != depth:
@@ -419,25 +487,21 @@ def _check_recorded(model: nn.Module, attentions: list[torch.Tensor]) -> None:
                          "does not run each block's attention once")
 
 
-def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """``[B]`` class indices from an int or a tensor, checked against the logits ``[B, C]``."""
-    batch, num_classes = logits.shape
-    if isinstance(target, torch.Tensor):
-        if target.ndim == 0:
-            target = target.reshape(1).expand(batch)
-        if target.shape != (batch,) or target.dtype.is_floating_point or target.dtype == torch.bool:
-            raise ValueError(f"target must be an int or a LongTensor [{batch}], got {target.dtype} {tuple(target.shape)}")
-        targets = target.to(device=logits.device, dtype=torch.long)
-    elif isinstance(target, int) and not isinstance(target, bool):
-        targets = torch.full((batch,), target, dtype=torch.long, device=logits.device)
-    else:
-        raise ValueError(f"target must be an int or a LongTensor [{batch}], not {target!r}")
-    bad = targets[(targets < 0) | (targets >= num_classes)]
-    if bad.numel():
-        raise ValueError(f"target class {bad[0].item()} is out of range for {num_classes} classes")
-    return targets
-
-
 def _grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
     """(gh, gw) for this input size (the model may take sizes other than its default)."""
     return tuple(model.patch_embed.dynamic_feat_size(tuple(images.shape[-2:])))
+
+
+def _query_row(matrix: torch.Tensor, query: Query, num_prefix_tokens: int) -> torch.Tensor:
+    """Row ``query`` of ``[..., N, N]``, or the mean of the patch rows for ``"patches"``: ``[..., N]``."""
+    num_tokens = matrix.shape[-1]
+    if query == "patches":
+        return matrix[..., num_prefix_tokens:, :].mean(dim=-2)
+    if isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
+        return matrix[..., query, :]
+    raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
+
+
+def _read_class_map(model: nn.Module, images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``class_map`` of a ``[B, N, N]`` matrix computed for ``images`` on ``model``: ``[B, gh, gw]``."""
+    return class_map(matrix, _grid(model, images), model.num_prefix_tokens, model.cls_token is not None)

@@ -1,15 +1,29 @@
 """Where a classifier's decision comes from: captum's attributions and the attention maps, one interface.
 
-Every method is a class over one model (``AttributionMethod``) whose ``attribute(images, target, ...)``
-returns ``AttributionMaps``: a map per image at patch resolution ``[B, gh, gw]`` and at pixel
-resolution ``[B, H, W]`` for the target class. ``METHODS`` maps each display name to its class.
+Every method is a class over one model whose ``attribute(images, target, ...)`` returns
+``AttributionMaps``: a map per image at patch resolution ``[B, gh, gw]`` and at pixel resolution
+``[B, H, W]`` for the target class. ``METHODS`` maps each display name to its class.
+
+As in captum (``Attribution`` -> ``GradientAttribution`` / ``PerturbationAttribution`` -> method),
+each method derives from the base class of its family, which reads its maps:
+
+    AttributionMethod
+        GradientAttribution       IntegratedGradients, Saliency, SmoothGrad, GradientShap
+        PerturbationAttribution   Occlusion, FeatureAblation
+        AttentionAttribution      AttentionRollout, GradientRollout, Relevance
+
+Each method declares its tunable keyword options as data (``options``: ``Option`` entries with
+their defaults, ranges and labels), some of them answering to a setting shared across methods
+(``SETTINGS``: path points, draws, forward rows per pass). ``Method.options_for(draws=8, ...)``
+turns shared settings into that method's keywords, so a caller never switches on the method's type.
 
 ``images`` are model-ready: ``[B, 3, H, W]`` normalised with the model's mean and std
-(``vitviz.models.normalize``); the model is what ``vitviz.models.load_model`` returns (any module
-with a vitviz ``ModelCard``), in eval mode. The maths runs on the model's device; the maps come
-back on the images' device. Scores are the model's logits: attributions explain the target logit.
+(``vitviz.inputs.normalize``); the model is what ``vitviz.models.load_model`` returns (any module
+with a vitviz ``ModelCard``), in eval mode. Images and targets are checked by ``vitviz.inputs``.
+The maths runs on the model's device; the maps come back on the images' device. Scores are the
+model's logits: attributions explain the target logit.
 
-How each kind of map is read:
+How each family's map is read:
 
     gradient      Integrated Gradients, Saliency, SmoothGrad, GradientSHAP: captum's per-pixel,
                   per-channel attributions; pixel map = sum over channels, patch map = sum over
@@ -45,33 +59,50 @@ from captum import attr as captum_attr
 from torch import nn
 
 from . import attention
-from .models import ModelCard, model_card
+from .card import ModelCard, model_card
+from .inputs import TargetLike, check_images, resolve_targets
 from .patches import grid_shape
 
 __all__ = [
+    "AttentionAttribution",
     "AttentionRollout",
     "AttributionMaps",
     "AttributionMethod",
     "BaselineLike",
     "FeatureAblation",
+    "GradientAttribution",
     "GradientRollout",
     "GradientShap",
     "IntegratedGradients",
     "Kind",
     "METHODS",
     "Occlusion",
+    "Option",
+    "PerturbationAttribution",
     "Progress",
     "Relevance",
+    "SETTINGS",
     "Saliency",
+    "Setting",
     "SmoothGrad",
     "TargetLike",
     "method_by_name",
+    "setting_users",
 ]
 
 Kind = Literal["gradient", "perturbation", "attention"]
 BaselineLike = Union[Literal["mean", "black"], torch.Tensor]
-TargetLike = Union[int, Sequence[int], torch.Tensor]
 Progress = Callable[[float], None]  # called with the fraction of the work done, in [0, 1]
+Number = Union[int, float]
+
+# Settings shared across methods: one value a caller sets once (a widget, a command-line flag) that
+# each method taking it reads under its own keyword. Each maps to a label for the caller to show.
+Setting = Literal["path_points", "draws", "batch_size"]
+SETTINGS: dict[Setting, str] = {
+    "path_points": "path points",  # points on the path from the baseline (one pass each)
+    "draws": "draws",  # random draws per image: noisy copies, (baseline, point) samples
+    "batch_size": "forward rows per pass",  # how many perturbed or sampled images one forward pass takes
+}
 
 # numpy's and torch's global generators are shared by every Streamlit session's thread: one seeded
 # method at a time, so that two sessions' draws do not interleave.
@@ -96,15 +127,45 @@ class AttributionMaps:
         return replace(self, patch=_scale(self.patch), pixel=_scale(self.pixel))
 
 
+@dataclass(frozen=True)
+class Option:
+    """One tunable keyword of a method's ``attribute``, as data: a page makes a widget of it, a command a flag."""
+
+    name: str  # the keyword ``attribute`` takes
+    label: str  # what it sets, in a few words
+    default: Number  # ``attribute``'s own default
+    low: Number  # the smallest value worth offering (the method may accept smaller)
+    high: Number  # the largest value worth offering
+    setting: Optional[Setting] = None  # the shared setting it answers to, if any
+
+
 class AttributionMethod:
     """The interface: a model's forward function and ``attribute(images, target, ...) -> AttributionMaps``.
 
-    Subclasses set ``name`` (the display name) and ``kind``, and implement ``attribute`` with their
-    own keyword options; each validates its options, then hands its maths to ``_maps``.
+    Each family (``GradientAttribution``, ``PerturbationAttribution``, ``AttentionAttribution``) sets
+    ``kind`` and reads its maths' output into maps; each method sets ``name`` (the display name) and
+    ``options``, and implements ``attribute`` with its own keyword options: it validates them, then
+    hands its maths to ``_maps``.
     """
 
     name: ClassVar[str]
     kind: ClassVar[Kind]
+    options: ClassVar[tuple[Option, ...]] = ()  # the tunable keywords of ``attribute``
+
+    @classmethod
+    def options_for(cls, **settings: Number) -> dict[str, Number]:
+        """This method's ``attribute`` keywords for settings shared across methods.
+
+        E.g. ``SmoothGrad.options_for(path_points=50, draws=8)`` is ``{"nt_samples": 8}`` and
+        ``Saliency.options_for(draws=8)`` is ``{}``: a caller passes every setting to every method.
+
+        Raises:
+            ValueError: a setting that is not a key of ``SETTINGS``.
+        """
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}; known: {', '.join(SETTINGS)}")
+        return {option.name: settings[option.setting] for option in cls.options if option.setting in settings}
 
     def __init__(self, model: nn.Module):
         self.card: ModelCard = model_card(model)
@@ -123,84 +184,74 @@ class AttributionMethod:
               ) -> AttributionMaps:
         """Validate, move to the model's device, run ``maths(inputs, targets, forward)``, read the maps back.
 
-        ``maths`` returns captum's attributions ``[B, 3, H, W]`` (gradient and perturbation kinds) or a
-        patch map ``[B, gh, gw]`` (attention kind). ``forward`` is ``forward_func`` counting the rows
-        it is run on; ``rows_per_image`` is how many the method runs in all, for ``progress``.
+        ``maths`` returns what the family's ``_read`` takes. ``forward`` is ``forward_func`` counting
+        the rows it is run on; ``rows_per_image`` is how many the method runs in all, for ``progress``.
         """
-        inputs = self._check_images(images)
-        targets = self._check_target(target, len(inputs))
-        patch_size = self.card.patch_size
+        inputs = check_images(self.model, images)
+        targets = resolve_targets(target, len(inputs), self.card.num_classes, device=inputs.device)
         forward = _CountingForward(self.forward_func, len(inputs) * rows_per_image, progress)
-        if self.kind == "attention":
-            patch = maths(inputs, targets, forward).float()  # (B, gh, gw)
-            pixel = patch.repeat_interleave(patch_size, dim=1).repeat_interleave(patch_size, dim=2)  # (B, H, W)
-        else:
-            if self.kind == "gradient":
-                inputs.requires_grad_(True)  # captum would set it anyway, with a warning
-            attributions = maths(inputs, targets, forward).detach().float()  # (B, 3, H, W)
-            if self.kind == "gradient":
-                pixel = attributions.sum(dim=1)  # (B, H, W)
-                patch = _patch_pool(pixel, patch_size) * patch_size ** 2  # sum over each patch
-            else:
-                pixel = attributions.mean(dim=1)
-                patch = _patch_pool(pixel, patch_size)  # mean over each patch
+        patch, pixel = self._read(maths(self._prepare(inputs), targets, forward))  # (B, gh, gw), (B, H, W)
         if progress is not None:
             progress(1.0)
         return AttributionMaps(self.name, self.kind, targets.to(images.device),
                                patch.detach().to(images.device), pixel.detach().to(images.device))
 
-    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        if self.model.training:
-            raise ValueError(f"{self.card.name} is in training mode (dropout would alter the maps): call model.eval()")
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images [B, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
-        if not images.dtype.is_floating_point:
-            raise ValueError(f"expected model-ready float images, got {images.dtype}")
-        grid_shape(tuple(images.shape[-2:]), self.card.patch_size)  # raises for a size the patches do not tile
-        return images.detach().to(_device(self.model))
+    def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The checked inputs as the maths takes them."""
+        return inputs
 
-    def _check_target(self, target: TargetLike, batch: int) -> torch.Tensor:
-        """``[B]`` long class indices on the model's device from an int, a sequence or a tensor."""
-        if isinstance(target, bool):
-            raise ValueError(f"target must be a class index, not {target!r}")
-        if isinstance(target, int):
-            targets = torch.full((batch,), target, dtype=torch.long)
-        else:
-            targets = torch.as_tensor(target)
-            if targets.ndim == 0:
-                targets = targets.reshape(1).expand(batch)
-            if targets.shape != (batch,) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-                raise ValueError(f"target must be a class index or {batch} of them, got {target!r}")
-        bad = targets[(targets < 0) | (targets >= self.card.num_classes)]
-        if bad.numel():
-            raise ValueError(f"target class {bad[0].item()} is out of range for {self.card.num_classes} classes")
-        return targets.to(device=_device(self.model), dtype=torch.long)
-
-    def _baseline(self, baseline: BaselineLike, inputs: torch.Tensor) -> torch.Tensor:
-        """The baseline as a model-input tensor ``[1, 3, H, W]`` (or ``[B, 3, H, W]`` if given so)."""
-        shape = (1, *inputs.shape[1:])
-        if isinstance(baseline, torch.Tensor):
-            given = baseline.to(inputs)
-            per_image = given.ndim == 4 and len(given) == len(inputs)
-            try:
-                return torch.broadcast_to(given, inputs.shape if per_image else shape).clone()
-            except RuntimeError:
-                raise ValueError(f"a baseline of shape {tuple(baseline.shape)} does not broadcast to "
-                                 f"{tuple(inputs.shape)}") from None
-        if baseline == "mean":
-            return torch.zeros(shape, device=inputs.device, dtype=inputs.dtype)
-        if baseline == "black":
-            mean = torch.tensor(self.card.mean, device=inputs.device, dtype=inputs.dtype)
-            std = torch.tensor(self.card.std, device=inputs.device, dtype=inputs.dtype)
-            return ((0 - mean) / std).view(1, 3, 1, 1).expand(shape).clone()
-        raise ValueError(f"baseline must be 'mean', 'black' or a tensor, not {baseline!r}")
+    def _read(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The maths' output as maps: patch ``[B, gh, gw]`` and pixel ``[B, H, W]``."""
+        raise NotImplementedError
 
 
-class IntegratedGradients(AttributionMethod):
+class GradientAttribution(AttributionMethod):
+    """Gradient methods (captum's ``GradientAttribution``): per-pixel, per-channel attributions that add up.
+
+    The pixel map sums the channels; the patch map sums each patch's pixels.
+    """
+
+    kind = "gradient"
+
+    def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.requires_grad_(True)  # captum would set it anyway, with a warning
+
+    def _read(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixel = output.detach().float().sum(dim=1)  # (B, 3, H, W) -> (B, H, W)
+        patch_size = self.card.patch_size
+        return _patch_pool(pixel, patch_size) * patch_size ** 2, pixel  # sum over each patch
+
+
+class PerturbationAttribution(AttributionMethod):
+    """Perturbation methods (captum's ``PerturbationAttribution``): the target logit's drop when a patch is
+    replaced by the baseline. The pixel map is the mean over channels; the patch map the mean over each patch.
+    """
+
+    kind = "perturbation"
+
+    def _read(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixel = output.detach().float().mean(dim=1)  # (B, 3, H, W) -> (B, H, W)
+        return _patch_pool(pixel, self.card.patch_size), pixel  # mean over each patch
+
+
+class AttentionAttribution(AttributionMethod):
+    """Attention maps (``vitviz.attention``), computed on the patch grid: the pixel map repeats each
+    patch's value over its pixels."""
+
+    kind = "attention"
+
+    def _read(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        patch = output.float()  # (B, gh, gw)
+        patch_size = self.card.patch_size
+        return patch, patch.repeat_interleave(patch_size, dim=1).repeat_interleave(patch_size, dim=2)  # (B, H, W)
+
+
+class IntegratedGradients(GradientAttribution):
     """Integrated Gradients (Sundararajan et al. 2017): gradients along the straight path from a baseline."""
 
     name = "Integrated Gradients"
-    kind = "gradient"
+    options = (Option("n_steps", "path points", 50, 4, 200, setting="path_points"),
+               Option("internal_batch_size", "path points per forward pass", 32, 1, 256, setting="batch_size"))
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, baseline: BaselineLike = "mean",
                   n_steps: int = 50, method: Literal["gausslegendre", "riemann_trapezoid", "riemann_middle"] =
@@ -215,17 +266,16 @@ class IntegratedGradients(AttributionMethod):
 
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
             ig = captum_attr.IntegratedGradients(forward)
-            return ig.attribute(inputs, baselines=self._baseline(baseline, inputs), target=targets,
+            return ig.attribute(inputs, baselines=_baseline(baseline, inputs, self.card), target=targets,
                                 n_steps=n_steps, method=method, internal_batch_size=internal_batch_size)
 
         return self._maps(images, target, progress, n_steps, maths)
 
 
-class Saliency(AttributionMethod):
+class Saliency(GradientAttribution):
     """Saliency (Simonyan et al. 2013): the absolute gradient of the target logit, per pixel and channel."""
 
     name = "Saliency"
-    kind = "gradient"
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *,
                   progress: Optional[Progress] = None) -> AttributionMaps:
@@ -235,11 +285,13 @@ class Saliency(AttributionMethod):
         return self._maps(images, target, progress, 1, maths)
 
 
-class SmoothGrad(AttributionMethod):
+class SmoothGrad(GradientAttribution):
     """SmoothGrad (Smilkov et al. 2017): saliency averaged over noisy copies, captum's ``NoiseTunnel``."""
 
     name = "SmoothGrad"
-    kind = "gradient"
+    options = (Option("nt_samples", "noisy copies per image", 20, 2, 100, setting="draws"),
+               Option("noise_level", "noise, as a fraction of the value range", 0.15, 0.0, 0.5),
+               Option("internal_batch_size", "noisy copies per forward pass", 16, 1, 256, setting="batch_size"))
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, nt_samples: int = 20,
                   noise_level: float = 0.15, internal_batch_size: int = 16, seed: int = 0,
@@ -266,12 +318,14 @@ class SmoothGrad(AttributionMethod):
         return self._maps(images, target, progress, nt_samples, maths)
 
 
-class GradientShap(AttributionMethod):
+class GradientShap(GradientAttribution):
     """GradientSHAP (Lundberg & Lee 2017): gradient x (input - baseline) at random points between
     the input and baselines drawn from a distribution, averaged: expected gradients."""
 
     name = "GradientSHAP"
-    kind = "gradient"
+    options = (Option("n_samples", "(baseline, point) draws per image", 20, 2, 100, setting="draws"),
+               Option("stdevs", "noise added to the input at each draw", 0.0, 0.0, 1.0),
+               Option("internal_batch_size", "draws per forward pass", 16, 1, 256, setting="batch_size"))
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *,
                   baselines: Sequence[BaselineLike] = ("mean", "black"), n_samples: int = 20,
@@ -289,7 +343,7 @@ class GradientShap(AttributionMethod):
             raise ValueError("baselines must name at least one baseline")
 
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
-            distribution = torch.cat([self._baseline(b, inputs)[:1] for b in baselines])  # (K, 3, H, W)
+            distribution = torch.cat([_baseline(b, inputs, self.card)[:1] for b in baselines])  # (K, 3, H, W)
             shap = captum_attr.GradientShap(forward)
             total = torch.zeros_like(inputs)
             # captum draws all samples in one pass; chunks of draws, weighted by size, give the same expectation.
@@ -303,11 +357,12 @@ class GradientShap(AttributionMethod):
         return self._maps(images, target, progress, n_samples, maths)
 
 
-class Occlusion(AttributionMethod):
+class Occlusion(PerturbationAttribution):
     """Occlusion (Zeiler & Fergus 2014): slide a patch-sized baseline window; record the logit's drop."""
 
     name = "Occlusion"
-    kind = "perturbation"
+    options = (Option("perturbations_per_eval", "occluded copies per forward pass", 16, 1, 256,
+                      setting="batch_size"),)
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, baseline: BaselineLike = "mean",
                   stride: Optional[int] = None, perturbations_per_eval: int = 16,
@@ -322,23 +377,23 @@ class Occlusion(AttributionMethod):
         _check_positive(stride=stride, perturbations_per_eval=perturbations_per_eval)
         if stride > p:
             raise ValueError(f"stride {stride} is larger than the {p}-pixel window: some pixels would never be occluded")
-        height, width = self._check_images(images).shape[-2:]
+        height, width = check_images(self.model, images).shape[-2:]
         windows = ((height - p) // stride + 1) * ((width - p) // stride + 1)
 
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
             return captum_attr.Occlusion(forward).attribute(
                 inputs, sliding_window_shapes=(3, p, p), strides=(3, stride, stride),
-                baselines=self._baseline(baseline, inputs), target=targets,
+                baselines=_baseline(baseline, inputs, self.card), target=targets,
                 perturbations_per_eval=perturbations_per_eval)
 
         return self._maps(images, target, progress, 1 + windows, maths)
 
 
-class FeatureAblation(AttributionMethod):
+class FeatureAblation(PerturbationAttribution):
     """Feature ablation with one feature per patch: replace each patch by the baseline; record the logit's drop."""
 
     name = "Feature ablation"
-    kind = "perturbation"
+    options = (Option("perturbations_per_eval", "ablated copies per forward pass", 16, 1, 256, setting="batch_size"),)
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, baseline: BaselineLike = "mean",
                   perturbations_per_eval: int = 16, progress: Optional[Progress] = None) -> AttributionMaps:
@@ -347,24 +402,24 @@ class FeatureAblation(AttributionMethod):
         """
         _check_positive(perturbations_per_eval=perturbations_per_eval)
         p = self.card.patch_size
-        gh, gw = grid_shape(tuple(self._check_images(images).shape[-2:]), p)
+        gh, gw = grid_shape(tuple(check_images(self.model, images).shape[-2:]), p)
 
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
             ids = torch.arange(gh * gw, device=inputs.device).view(1, 1, gh, gw)
             feature_mask = ids.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)  # (1, 1, H, W): patch index
             return captum_attr.FeatureAblation(forward).attribute(
-                inputs, baselines=self._baseline(baseline, inputs), target=targets, feature_mask=feature_mask,
+                inputs, baselines=_baseline(baseline, inputs, self.card), target=targets, feature_mask=feature_mask,
                 perturbations_per_eval=perturbations_per_eval)
 
         return self._maps(images, target, progress, 1 + gh * gw, maths)
 
 
-class AttentionRollout(AttributionMethod):
+class AttentionRollout(AttentionAttribution):
     """Attention rollout (Abnar & Zuidema 2020), ``vitviz.attention.rollout``: class-agnostic, the
     target is only checked; the class token's row (the patch rows' mean without one)."""
 
     name = "Attention rollout"
-    kind = "attention"
+    options = (Option("discard_ratio", "share of the smallest attention entries dropped", 0.0, 0.0, 0.95),)
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *,
                   head_fusion: Literal["mean", "max", "min"] = "mean", discard_ratio: float = 0.0,
@@ -378,11 +433,11 @@ class AttentionRollout(AttributionMethod):
         return self._maps(images, target, progress, 1, maths)
 
 
-class GradientRollout(AttributionMethod):
+class GradientRollout(AttentionAttribution):
     """Gradient rollout, ``vitviz.attention.grad_rollout``: rollout of attention x its gradient for the target."""
 
     name = "Gradient rollout"
-    kind = "attention"
+    options = (Option("discard_ratio", "share of the smallest weighted entries dropped", 0.0, 0.0, 0.95),)
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, discard_ratio: float = 0.0,
                   progress: Optional[Progress] = None) -> AttributionMaps:
@@ -392,11 +447,10 @@ class GradientRollout(AttributionMethod):
         return self._maps(images, target, progress, 1, maths)
 
 
-class Relevance(AttributionMethod):
+class Relevance(AttentionAttribution):
     """Transformer relevance (Chefer et al. 2021), ``vitviz.attention.relevance``, for the target."""
 
     name = "Relevance"
-    kind = "attention"
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *,
                   progress: Optional[Progress] = None) -> AttributionMaps:
@@ -421,6 +475,17 @@ def method_by_name(name: str) -> type[AttributionMethod]:
             return cls
     slugs = ", ".join(display.lower().replace(" ", "-") for display in METHODS)
     raise ValueError(f"unknown attribution method {name!r}; known: {slugs}")
+
+
+def setting_users(setting: Setting) -> list[tuple[type[AttributionMethod], Option]]:
+    """The methods that take a shared setting, each with the option that answers to it (``METHODS`` order).
+
+    Raises:
+        ValueError: a setting that is not a key of ``SETTINGS``.
+    """
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
+    return [(cls, option) for cls in METHODS.values() for option in cls.options if option.setting == setting]
 
 
 class _CountingForward:
@@ -451,6 +516,26 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(state)
 
 
+def _baseline(baseline: BaselineLike, inputs: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    """The baseline as a model-input tensor ``[1, 3, H, W]`` (or ``[B, 3, H, W]`` if given so)."""
+    shape = (1, *inputs.shape[1:])
+    if isinstance(baseline, torch.Tensor):
+        given = baseline.to(inputs)
+        per_image = given.ndim == 4 and len(given) == len(inputs)
+        try:
+            return torch.broadcast_to(given, inputs.shape if per_image else shape).clone()
+        except RuntimeError:
+            raise ValueError(f"a baseline of shape {tuple(baseline.shape)} does not broadcast to "
+                             f"{tuple(inputs.shape)}") from None
+    if baseline == "mean":
+        return torch.zeros(shape, device=inputs.device, dtype=inputs.dtype)
+    if baseline == "black":
+        mean = torch.tensor(card.mean, device=inputs.device, dtype=inputs.dtype)
+        std = torch.tensor(card.std, device=inputs.device, dtype=inputs.dtype)
+        return ((0 - mean) / std).view(1, 3, 1, 1).expand(shape).clone()
+    raise ValueError(f"baseline must be 'mean', 'black' or a tensor, not {baseline!r}")
+
+
 def _patch_pool(pixel: torch.Tensor, patch_size: int) -> torch.Tensor:
     """The mean of each patch: ``[B, H, W]`` to ``[B, gh, gw]``."""
     return F.avg_pool2d(pixel[:, None], patch_size)[:, 0]
@@ -464,10 +549,6 @@ def _scale(maps: torch.Tensor) -> torch.Tensor:
 
 def _grid(inputs: torch.Tensor, card: ModelCard) -> tuple[int, int]:
     return grid_shape(tuple(inputs.shape[-2:]), card.patch_size)
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _check_positive(**values: int) -> None:

@@ -16,9 +16,8 @@ from PIL import Image
 from torch import nn
 
 from .attention import capture, class_map, rollout
-from .images import fit_to_model, to_tensor
-from .inputs import normalize
-from .models import model_card
+from .card import model_card
+from .inputs import model_input
 
 __all__ = ["class_attention", "common_grid"]
 
@@ -39,9 +38,7 @@ def class_attention(model: nn.Module, image: Image.Image, layer: int, head: int)
         raise ValueError(f"layer {layer} is out of range for {card.name}'s {card.depth} layers")
     if not 0 <= head < card.num_heads:
         raise ValueError(f"head {head} is out of range for {card.name}'s {card.num_heads} heads")
-    device = next(model.parameters()).device
-    pixels = to_tensor(fit_to_model(image, card.image_size)).unsqueeze(0).to(device)  # (1, 3, H, W)
-    _, attentions = capture(model, normalize(pixels, model))  # L x (1, H, N, N)
+    _, attentions = capture(model, model_input(image, model))  # L x (1, H, N, N)
     args = (card.grid_size, card.num_prefix_tokens, card.has_class_token)
     rolled = class_map(rollout(attentions), *args)[0]  # (gh, gw)
     one_head = class_map(attentions[layer][:, head], *args)[0]  # (gh, gw)

@@ -12,20 +12,22 @@ inside the mask, and the pointing game (is the arg-max patch inside the mask).
 
 ``images`` are model-ready (normalised, ``[B, 3, H, W]``) and ``maps`` are patch maps ``[B, gh, gw]``
 (``AttributionMaps.patch``); the model is what ``vitviz.models.load_model`` returns, in eval mode.
+Images and targets are checked by ``vitviz.inputs`` (``check_images``, ``resolve_targets``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Sequence, Union
+from typing import Callable, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .models import model_card
+from .card import model_card
+from .inputs import TargetLike, check_images, resolve_targets
 from .patches import grid_shape
 
 __all__ = [
@@ -44,7 +46,6 @@ __all__ = [
 ]
 
 Steps = Literal["patch", "decile"]  # one patch at a time, or 10% of the patches at a time
-TargetLike = Union[int, Sequence[int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -132,11 +133,15 @@ def deletion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, t
         fill: ``[3]`` per-channel values in model-input space (``mean_fill``); None is ``mean_fill(model)``.
         batch_size: images per forward pass.
         progress: called with the fraction of forward passes done.
+
+    Raises:
+        ValueError: images as ``vitviz.inputs.check_images``, targets as ``vitviz.inputs.resolve_targets``;
+            maps that are not ``[B, gh, gw]`` on the images' grid or hold NaN; a fill that is not 3 values.
     """
     fill = mean_fill(model) if fill is None else fill
     if fill.shape != (3,):
         raise ValueError(f"fill must hold 3 channel values, got shape {tuple(fill.shape)}")
-    original = _model_ready(model, images)
+    original = check_images(model, images)
     fill_image = fill.to(original).view(1, 3, 1, 1).expand_as(original)
     # Deleted patches show the fill; the rest the original.
     return _curve("deletion", model, original, fill_image, maps, target, steps, batch_size, progress)
@@ -152,7 +157,7 @@ def insertion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, 
             gone, the colour layout stays).
         Others as ``deletion_curve``.
     """
-    original = _model_ready(model, images)
+    original = check_images(model, images)
     sigma = model_card(model).patch_size / 2 if blur_sigma is None else blur_sigma
     # Revealed patches show the original; the rest the blurred copy.
     return _curve("insertion", model, blur(original, sigma), original, maps, target, steps, batch_size, progress)
@@ -216,11 +221,7 @@ def _curve(kind: Literal["deletion", "insertion"], model: nn.Module, start: torc
     _check_maps(maps)
     if tuple(maps.shape) != (batch, *grid):
         raise ValueError(f"maps of shape {tuple(maps.shape)} do not match {batch} images on a {grid[0]}x{grid[1]} grid")
-    targets = _targets(target, batch, start.device)
-    num_classes = model_card(model).num_classes
-    bad = targets[(targets < 0) | (targets >= num_classes)]
-    if bad.numel():
-        raise ValueError(f"target class {bad[0].item()} is out of range for {num_classes} classes")
+    targets = resolve_targets(target, batch, model_card(model).num_classes, device=start.device)
     ranks = patch_ranks(maps.to(start.device))  # (B, gh, gw)
     counts = step_counts(grid[0] * grid[1], steps).to(start.device)  # (T,)
     # Every (image, step) pair is one forward row, run batch_size at a time.
@@ -238,25 +239,6 @@ def _curve(kind: Literal["deletion", "insertion"], model: nn.Module, start: torc
                 progress(min(first + batch_size, len(pairs)) / len(pairs))
     fractions = counts.float().cpu() / (grid[0] * grid[1])
     return Curve(kind, fractions, probabilities.to(maps.device))
-
-
-def _model_ready(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    if model.training:
-        raise ValueError("the model is in training mode (dropout would alter the curves): call model.eval()")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images [B, 3, H, W], got {getattr(images, 'shape', type(images).__name__)}")
-    return images.detach().to(next(model.parameters()).device)
-
-
-def _targets(target: TargetLike, batch: int, device: torch.device) -> torch.Tensor:
-    if isinstance(target, bool):
-        raise ValueError(f"target must be a class index, not {target!r}")
-    targets = torch.full((batch,), target) if isinstance(target, int) else torch.as_tensor(target)
-    if targets.ndim == 0:
-        targets = targets.reshape(1).expand(batch)
-    if targets.shape != (batch,) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise ValueError(f"target must be a class index or {batch} of them, got {target!r}")
-    return targets.to(device=device, dtype=torch.long)
 
 
 def _check_maps(maps: torch.Tensor) -> None:

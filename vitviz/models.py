@@ -24,6 +24,7 @@ from torch import nn
 from .card import ModelCard, model_card
 from .checkpoints import ModelLoadError, load_state, read_sidecar, read_weights
 from .devices import default_device
+from .inputs import model_input
 from .jigsaw import JigsawViT
 from .registry import checkpoint_dirs, resolve
 
@@ -33,6 +34,7 @@ __all__ = [
     "create_vit",
     "load_model",
     "model_card",
+    "model_input",
 ]
 
 # Architecture keys a sidecar may carry; they are passed to timm's VisionTransformer as is.

@@ -1,6 +1,6 @@
 """Which map should I trust? Every attribution method scored on the shapes test split.
 
-    python -m vitviz.evaluate starter-shapes --items 64 --out results/starter-shapes
+    python -m vitviz.explanation_benchmark starter-shapes --items 64 --out results/starter-shapes
 
 For N seeded test items (items 0 to N-1 of the split for ``--seed``), each method's map of the
 target class (the model's prediction, or the true label) is scored by deletion and insertion AUC
@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from . import faithfulness
-from .attributions import (METHODS, AttributionMaps, AttributionMethod, FeatureAblation, GradientShap,
-                           IntegratedGradients, Occlusion, SmoothGrad, method_by_name)
+from .attributions import METHODS, AttributionMethod, method_by_name
 from .inputs import normalize
 from .models import ModelLoadError, load_model
 
@@ -84,8 +83,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks
             pixel = patch.repeat_interleave(model.card.patch_size, 1).repeat_interleave(model.card.patch_size, 2)
             seconds = math.nan
         else:
-            maps = [_attribute(method(model), inputs[i:i + 1], int(targets[i]), ig_steps, samples, batch_size)
-                    for i in range(len(inputs))]
+            explainer = method(model)
+            options = method.options_for(path_points=ig_steps, draws=samples, batch_size=batch_size)
+            maps = [explainer.attribute(inputs[i:i + 1], int(targets[i]), **options) for i in range(len(inputs))]
             _synchronize(device)
             seconds = (time.perf_counter() - start) / len(inputs)
             patch = torch.cat([m.patch for m in maps]).cpu()  # (N, gh, gw)
@@ -128,7 +128,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     names = ", ".join(name.lower().replace(" ", "-") for name in METHODS)
     parser = argparse.ArgumentParser(
-        prog="python -m vitviz.evaluate",
+        prog="python -m vitviz.explanation_benchmark",
         description="Score every attribution method of a shapes classifier on the shapes test split: deletion "
                     "and insertion AUC (faithfulness), mass in the object mask and the pointing game "
                     "(localization), seconds per image. Prints the table and writes OUT.csv and OUT.json.",
@@ -210,20 +210,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.with_name(out.name + ".json").write_text(json.dumps(_json_ready(document), indent=2, allow_nan=False))
     print(f"wrote {out}.csv and {out}.json")
     return 0
-
-
-def _attribute(method: AttributionMethod, inputs: torch.Tensor, target: int, ig_steps: int, samples: int,
-               batch_size: int) -> AttributionMaps:
-    """One image's maps, each method with the options the command sets."""
-    if isinstance(method, IntegratedGradients):
-        return method.attribute(inputs, target, n_steps=ig_steps, internal_batch_size=batch_size)
-    if isinstance(method, SmoothGrad):
-        return method.attribute(inputs, target, nt_samples=samples, internal_batch_size=batch_size)
-    if isinstance(method, GradientShap):
-        return method.attribute(inputs, target, n_samples=samples, internal_batch_size=batch_size)
-    if isinstance(method, (Occlusion, FeatureAblation)):
-        return method.attribute(inputs, target, perturbations_per_eval=batch_size)
-    return method.attribute(inputs, target)
 
 
 def _synchronize(device: torch.device) -> None:
