@@ -124,10 +124,13 @@ ui.show_figure(plots.head_grid(per_head, title=f"Attention of {query_name(query,
 st.subheader("Attention rollout")
 st.caption("Abnar & Zuidema (2020): follow attention through the layers, adding the identity for the residual "
            "connection and renormalising each row, then multiply the layers' matrices.")
+if ui.context.class_row_note(card):
+    st.caption(ui.context.class_row_note(card))
 c1, c2, c3 = st.columns(3)
 fusion = c1.selectbox("Head fusion", ["mean", "max", "min"], key="att_fusion")
 discard = c2.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard",
-                    help="Zero this fraction of the smallest entries of each fused matrix (never the class token on itself).")
+                    help="Zero this fraction of the smallest entries of each fused matrix (never entry [0, 0]: the class "
+                         "token on itself, or patch 0 on itself in a model with no class token).")
 start = c3.slider("Start layer", 1, card.depth, 1, key="att_start") - 1
 rolled = cached_rollout(ctx.model_key, ctx.image_key, fusion, discard, start, attentions)
 rollout_map = attention.query_map(rolled, query, (gh, gw), prefix)[0]  # (gh, gw)

@@ -115,6 +115,8 @@ st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.cl
            "between methods (gradient x input, drops of the class score, attention flow), so every map is divided "
            "by its largest absolute value: one colour scale, red for evidence for the class, blue against. "
            "Attention rollout is the same for every class.")
+if ui.context.class_row_note(card):
+    st.caption(ui.context.class_row_note(card))
 if not methods:
     st.info("Pick at least one method.")
     st.stop()

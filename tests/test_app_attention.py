@@ -138,3 +138,29 @@ def test_a_new_image_explains_its_own_top_class_again():
 
 def _class_of(option: str) -> int:
     return int(option.split("(")[-1].split(")")[0])
+
+
+def test_a_distilled_model_says_which_token_row_its_maps_read(tmp_path, monkeypatch):
+    import timm
+
+    from vitviz.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    reference = timm.create_model("deit_tiny_distilled_patch16_224", img_size=32, patch_size=8, depth=2,
+                                  num_classes=3).eval()
+    path = tmp_path / "tiny-deit.pth"  # a bare weights file: the distillation token is inferred from it
+    torch.save(reference.state_dict(), path)
+    from streamlit.testing.v1 import AppTest
+
+    from apptest import APP, TIMEOUT
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["model_choice"] = "A local weights file…"  # sidebar choices go in before the first run
+    at.session_state["weights_path"] = str(path)
+    at.session_state["sample_name"] = "rocket"
+    at.run()
+    at.switch_page("pages/attention.py").run()
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "read the **class token's** row" in captions and "distillation token" in captions
+    assert "2 prefix token(s)" in captions

@@ -461,3 +461,22 @@ def test_attention_distance_over_batches_weights_every_image_alike():
     assert torch.allclose(mean_attention_distance_over(model, [x[:1], x[1:]]), per_image.mean(dim=0), atol=1e-5)
     with pytest.raises(ValueError, match="no images"):
         mean_attention_distance_over(model, [])
+
+
+@pytest.mark.parametrize("method", ["relevance", "grad_rollout", "gradient_maps"])
+def test_gradient_maps_ignore_the_callers_grad_mode(method):
+    """Inside torch.no_grad() the maps equal those outside it; inside inference_mode the refusal says why."""
+    import timm
+
+    from vitviz import attention as A
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, num_classes=5, depth=2).eval()
+    images = torch.randn(2, 3, 32, 32)
+    outside = getattr(A, method)(model, images, 1)
+    with torch.no_grad():
+        inside = getattr(A, method)(model, images, 1)
+    for a, b in zip(outside if isinstance(outside, tuple) else [outside], inside if isinstance(inside, tuple) else [inside]):
+        torch.testing.assert_close(a, b)
+    with torch.inference_mode(), pytest.raises(ValueError, match="autograd cannot run inside torch.inference_mode"):
+        getattr(A, method)(model, images, 1)

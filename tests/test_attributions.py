@@ -280,3 +280,21 @@ def test_shared_settings_reach_each_method_under_its_own_keyword():
         Saliency.options_for(steps=8)
     with pytest.raises(ValueError, match="unknown setting 'steps'"):
         setting_users("steps")
+
+
+@pytest.mark.parametrize("name", ["Saliency", "Integrated Gradients", "Gradient rollout", "Relevance", "Occlusion"])
+def test_maps_do_not_depend_on_the_callers_grad_mode(name, tiny_vit):
+    model = tiny_vit
+    images = torch.rand(1, 3, *model.card.image_size)
+    method = METHODS[name](model)
+    options = FAST.get(METHODS[name], {})
+    outside = method.attribute(images, 2, **options)
+    with torch.no_grad():
+        inside = method.attribute(images, 2, **options)
+    torch.testing.assert_close(outside.patch, inside.patch)
+    if METHODS[name].needs_gradients:
+        with torch.inference_mode(), pytest.raises(ValueError, match=f"{name} needs gradients"):
+            method.attribute(images, 2, **options)
+    else:  # a perturbation method needs no autograd: it works there too
+        with torch.inference_mode():
+            torch.testing.assert_close(method.attribute(images, 2, **options).patch, outside.patch)

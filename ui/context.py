@@ -111,3 +111,12 @@ def forget_on_new_input(ctx: Context, *keys: str) -> None:
         for key in keys:
             st.session_state.pop(key, None)
         st.session_state[seen] = current
+
+
+def class_row_note(card: ModelCard) -> Optional[str]:
+    """For a distilled model: which token's row the class maps read, and what the prediction averages."""
+    if not card.has_distillation_token:
+        return None
+    return ("This model has a distillation token beside its class token. Rollout, gradient rollout and relevance "
+            "read the **class token's** row; the model's prediction averages two heads, one on the class token and "
+            "one on the distillation token (timm's `VisionTransformerDistilled` in eval mode).")

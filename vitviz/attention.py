@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Literal, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .inputs import TargetLike, check_images, resolve_targets
+from .inputs import TargetLike, check_images, require_autograd, resolve_targets
 
 __all__ = [
     "HeadFusion",
@@ -128,17 +128,20 @@ def attention_gradients(model: nn.Module, images: torch.Tensor, target: TargetLi
     Raises:
         ValueError: as ``capture``; a model with no classifier head; a target as ``vitviz.inputs.resolve_targets``.
     """
+    require_autograd("Gradient rollout and relevance")
     images = check_images(model, images)
     if getattr(model, "num_classes", 1) == 0:
         raise ValueError(f"{type(model).__name__} has no classifier head (num_classes=0): there is no class to explain")
-    # The input requires grad so the attentions are in the graph even if the weights are frozen.
-    images = images.requires_grad_(True)
-    with torch.enable_grad(), recorded_attention(model) as attentions:
-        logits = model(images)
-    _check_recorded(model, attentions)
-    targets = resolve_targets(target, *logits.shape, device=logits.device)
-    score = logits.gather(1, targets[:, None]).sum()
-    gradients = torch.autograd.grad(score, attentions)
+    # The whole pass runs with gradients on, whatever the caller's mode (torch.no_grad() included); the
+    # input requires grad so the attentions are in the graph even if the weights are frozen.
+    with torch.enable_grad():
+        images = images.detach().requires_grad_(True)
+        with recorded_attention(model) as attentions:
+            logits = model(images)
+        _check_recorded(model, attentions)
+        targets = resolve_targets(target, *logits.shape, device=logits.device)
+        score = logits.gather(1, targets[:, None]).sum()
+        gradients = torch.autograd.grad(score, attentions)
     return logits.detach(), [a.detach() for a in attentions], list(gradients)
 
 
@@ -149,6 +152,11 @@ def rollout(attentions: Sequence[torch.Tensor], head_fusion: HeadFusion = "mean"
     For each layer from ``start_layer``: fuse the heads, optionally zero the ``int(N*N*discard_ratio)``
     smallest entries of each item (never entry [0, 0]), add the identity for the residual,
     normalise each row over the keys, and multiply: ``R = A_l @ R`` from ``R = I``.
+
+    The protected entry [0, 0] is the class token's attention to itself (as in jacobgil's vit-explain,
+    whose discard keeps the class token's own row alive). In a model with no class token it is patch 0's
+    self-attention: protecting it changes little there, since the identity added next gives every token
+    a self-edge anyway; no other entry is protected.
 
     Args:
         attentions: L tensors ``[B, H, N, N]``.

@@ -60,7 +60,7 @@ from torch import nn
 
 from . import attention
 from .card import ModelCard, model_card
-from .inputs import TargetLike, check_images, resolve_targets
+from .inputs import TargetLike, check_images, require_autograd, resolve_targets
 from .patches import grid_shape
 
 __all__ = [
@@ -151,6 +151,7 @@ class AttributionMethod:
     name: ClassVar[str]
     kind: ClassVar[Kind]
     options: ClassVar[tuple[Option, ...]] = ()  # the tunable keywords of ``attribute``
+    needs_gradients: ClassVar[bool] = False  # backpropagates: refused inside torch.inference_mode()
 
     @classmethod
     def options_for(cls, **settings: Number) -> dict[str, Number]:
@@ -187,10 +188,14 @@ class AttributionMethod:
         ``maths`` returns what the family's ``_read`` takes. ``forward`` is ``forward_func`` counting
         the rows it is run on; ``rows_per_image`` is how many the method runs in all, for ``progress``.
         """
+        if self.needs_gradients:
+            require_autograd(self.name)
         inputs = check_images(self.model, images)
         targets = resolve_targets(target, len(inputs), self.card.num_classes, device=inputs.device)
         forward = _CountingForward(self.forward_func, len(inputs) * rows_per_image, progress)
-        patch, pixel = self._read(maths(self._prepare(inputs), targets, forward))  # (B, gh, gw), (B, H, W)
+        with torch.enable_grad():  # the same maps inside the caller's torch.no_grad() as outside it
+            output = maths(self._prepare(inputs), targets, forward)
+        patch, pixel = self._read(output)  # (B, gh, gw), (B, H, W)
         if progress is not None:
             progress(1.0)
         return AttributionMaps(self.name, self.kind, targets.to(images.device),
@@ -212,6 +217,7 @@ class GradientAttribution(AttributionMethod):
     """
 
     kind = "gradient"
+    needs_gradients = True
 
     def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs.requires_grad_(True)  # captum would set it anyway, with a warning
@@ -437,6 +443,7 @@ class GradientRollout(AttentionAttribution):
     """Gradient rollout, ``vitviz.attention.grad_rollout``: rollout of attention x its gradient for the target."""
 
     name = "Gradient rollout"
+    needs_gradients = True
     options = (Option("discard_ratio", "share of the smallest weighted entries dropped", 0.0, 0.0, 0.95),)
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, discard_ratio: float = 0.0,
@@ -451,6 +458,7 @@ class Relevance(AttentionAttribution):
     """Transformer relevance (Chefer et al. 2021), ``vitviz.attention.relevance``, for the target."""
 
     name = "Relevance"
+    needs_gradients = True
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *,
                   progress: Optional[Progress] = None) -> AttributionMaps:

@@ -26,7 +26,7 @@ from .card import ModelCard, model_card
 from .images import fit_to_model, to_tensor
 from .patches import grid_shape
 
-__all__ = ["TargetLike", "check_images", "model_device", "model_input", "model_pixels", "normalize",
+__all__ = ["TargetLike", "check_images", "require_autograd", "model_device", "model_input", "model_pixels", "normalize",
            "resolve_targets"]
 
 TargetLike = Union[int, Sequence[int], torch.Tensor]
@@ -110,6 +110,15 @@ def resolve_targets(target: TargetLike, batch: int, num_classes: int,
     if bad.numel():
         raise ValueError(f"target class {bad[0].item()} is out of range for {num_classes} classes")
     return targets.to(device=device if device is not None else targets.device, dtype=torch.long)
+
+
+def require_autograd(what: str) -> None:
+    """Raise ``ValueError`` in plain words when ``what`` (a gradient method) is called inside
+    ``torch.inference_mode()``, where autograd cannot run. Inside ``torch.no_grad()`` gradient methods
+    turn gradients back on for themselves, so the caller's grad mode never changes a map."""
+    if torch.is_inference_mode_enabled():
+        raise ValueError(f"{what} needs gradients, and autograd cannot run inside torch.inference_mode(): "
+                         "call it outside that block (inside torch.no_grad() is fine)")
 
 
 def model_pixels(image: Image.Image, model: nn.Module) -> torch.Tensor:
