@@ -105,3 +105,19 @@ def test_a_large_grid_of_similarity_maps_is_strided_and_bounded():
         big = torch.nn.functional.normalize(torch.randn(side * side, 16), dim=-1)
         fig = similarity_grid(big @ big.T, (side, side))
         assert fig.data[0].type == "image" and len(json.dumps(fig.to_plotly_json(), default=str)) < 5 * 1024 * 1024
+
+
+def test_attribution_panels_at_518_px_with_many_methods_stay_under_5_mb():
+    import json
+
+    torch.manual_seed(0)
+    image = torch.rand(3, 518, 518)  # noise: the photo that compresses worst
+    maps = {f"method {i}": torch.rand(518, 518) * 2 - 1 for i in range(15)}
+    fig = plots.attribution_panels(image, maps)
+    assert len(json.dumps(fig.to_plotly_json(), default=str)) < 5 * 1024 * 1024
+    heat = [t for t in fig.data if t.type == "heatmap"][0]
+    photo = [t for t in fig.data if t.type == "image"][0]
+    assert len(heat.z) == 160 and abs(heat.dx * 160 - 518) < 1e-6  # averaged down, still spanning the image
+    # the downscaled photo still covers pixel edges -0.5 .. 517.5
+    side = round(518 / photo.dx)
+    assert abs(photo.x0 - photo.dx / 2 + 0.5) < 1e-6 and abs(photo.x0 + (side - 0.5) * photo.dx - 517.5) < 1e-6

@@ -11,13 +11,27 @@ from typing import Optional
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from PIL import Image
 
-from ._common import _OUTLINE, _cells, _image_panel, _to_uint8
+from ._common import _OUTLINE, _cells, _image_panel, _image_source, _to_uint8
 
 __all__ = ["attribution_panels", "faithfulness_curves"]
 
 # Zero is transparent so the image shows through; evidence for the class is red, against it blue.
 _DIVERGING = [[0.0, "rgba(33,102,172,0.9)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(178,24,43,0.9)"]]
+
+
+# Each panel is ~300 screen pixels wide: pixel-resolution maps are averaged down to this many cells a side,
+# and the photo under them to at most twice that, so a 518 px model with a dozen methods stays a few MB.
+_MAX_MAP_SIDE = 160
+
+
+def _at_most(map_: torch.Tensor, side: int) -> torch.Tensor:
+    """``[h, w]`` averaged over blocks down to at most ``side`` cells a side (unchanged if already smaller)."""
+    h, w = map_.shape
+    if h <= side and w <= side:
+        return map_
+    return torch.nn.functional.adaptive_avg_pool2d(map_[None, None], (min(h, side), min(w, side)))[0, 0]
 
 
 def attribution_panels(
@@ -33,7 +47,8 @@ def attribution_panels(
     Args:
         image: ``[3, H, W]`` in [0, 1], the image as the model sees it.
         maps: method name -> ``[h, w]`` map scaled to [-1, 1] (``AttributionMaps.scaled``), at patch
-            or pixel resolution (h and w divide H and W).
+            or pixel resolution (h and w divide H and W); a map over 224 cells a side is shown averaged
+            down to 160, which keeps the figure a few MB at 518 px with a dozen methods.
         mask: ``[H, W]`` bool, the true object, outlined on every panel.
     """
     from plotly.subplots import make_subplots
@@ -45,11 +60,15 @@ def attribution_panels(
     rows = max(1, (len(names) + cols - 1) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.02, vertical_spacing=0.08)
     outline = None if mask is None else mask.detach().float().cpu().numpy()
+    scale = max(1.0, max(size_h, size_w) / (2 * _MAX_MAP_SIDE))
+    small = Image.fromarray(pixels).resize((round(size_w / scale), round(size_h / scale)), Image.Resampling.BILINEAR)
+    background = _image_source(np.asarray(small))  # one compressed copy per panel, not a raw array
+    placement = _cells(size_h / small.height, size_w / small.width)
     for index, name in enumerate(names):
         row, col = divmod(index, cols)
-        z = maps[name].detach().float().cpu().numpy()
+        z = _at_most(maps[name].detach().float().cpu(), _MAX_MAP_SIDE).numpy()
         dy, dx = size_h / z.shape[0], size_w / z.shape[1]  # pixels per map cell
-        fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=row + 1, col=col + 1)
+        fig.add_trace(go.Image(source=background, hoverinfo="skip", **placement), row=row + 1, col=col + 1)
         fig.add_trace(go.Heatmap(z=z, **_cells(dy, dx), coloraxis="coloraxis",
                                  hovertemplate=f"{name}<br>" + "(%{y:.0f}, %{x:.0f}) px: %{z:+.3f} of the max<extra></extra>"),
                       row=row + 1, col=col + 1)
