@@ -145,7 +145,7 @@ def main() -> None:
 
     print(f"\n{'Attention view':<22} {'device':<6} {'first run s':>11} {'layer change s':>14} {'query click s':>13}")
     for device in devices:
-        v = bench_view("vit_base_patch16_224", device, args.repeats)
+        v = bench_view("random:vit_base_patch16_224", device, args.repeats)
         print(f"{'vit_base_patch16_224':<22} {device.type:<6} {v['first']:>11.2f} {v['layer']:>14.2f} {v['query']:>13.2f}",
               flush=True)
     print("The page's first run includes the forward pass, one backward pass for the top class and every figure; "

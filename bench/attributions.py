@@ -75,7 +75,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    models = ["vit_tiny_patch16_224"]
+    models = ["random:vit_tiny_patch16_224"]
     if (BUNDLED_MODELS_DIR / f"{STARTER}.safetensors").exists():
         models.append(STARTER)
     else:

@@ -5,7 +5,7 @@ import torch
 
 from apptest import APP, chart_specs, chart_titles, open_page, png_bytes
 
-MODEL = "vit_tiny_patch16_224"
+MODEL = "random:vit_tiny_patch16_224"
 
 
 def test_home_shows_the_model_card():
@@ -40,11 +40,15 @@ def test_choosing_a_patch_shows_its_vector():
     vector = chart_specs(at)[1]
     values = [y for trace in vector["data"] for y in trace["y"]]
     assert len(values) == 3 * 16 * 16
-    # the vector is the top-left patch of the image the model sees, channel first
-    from vitviz.images import fit_to_model, to_tensor
+    # the vector is the top-left patch of the image the model sees (timm's own evaluation transform), channel first
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
     from vitviz.samples import load_sample
 
-    patch = to_tensor(fit_to_model(load_sample("astronaut"), (224, 224)))[:, :16, :16].reshape(-1)
+    config = resolve_data_config({}, model=timm.create_model(MODEL.removeprefix("random:")))
+    seen = create_transform(**config, is_training=False, normalize=False)(load_sample("astronaut")).float() / 255
+    patch = seen[:, :16, :16].reshape(-1)
     assert torch.allclose(torch.tensor(values), patch, atol=1e-6)
 
 
@@ -119,7 +123,7 @@ FIVE_MB = 5 * 1024 * 1024
 
 def test_positions_at_a_37x37_grid_sends_bounded_figures():
     """vit_small_patch14_reg4_dinov2 (37x37 patches, 4 registers): no chart over 5 MB of JSON, the grid of maps strided."""
-    at = open_page("positions", model="vit_small_patch14_reg4_dinov2", sample="rocket")
+    at = open_page("positions", model="random:vit_small_patch14_reg4_dinov2", sample="rocket")
     assert not at.exception
     sizes = [len(chart.proto.spec) for chart in at.get("plotly_chart")]
     assert len(sizes) == 5 and max(sizes) < FIVE_MB, sizes

@@ -10,7 +10,7 @@ from vitviz.attention import capture, query_map
 from vitviz.inputs import model_input
 from vitviz.samples import load_sample
 
-MODEL = "vit_tiny_patch16_224"
+MODEL = "random:vit_tiny_patch16_224"
 PATCH = "A patch (click the image)"
 
 

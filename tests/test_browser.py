@@ -23,7 +23,7 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
     page.goto(app_server.url)
     page.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
     wait_idle(page)
-    choose(page, "Model", "vit_tiny_patch16_224 (timm)", where='[data-testid="stSidebar"]')
+    choose(page, "Model", "vit_tiny_patch16_224 (random init)", where='[data-testid="stSidebar"]')
     upload_image(page, uploaded_png)
     open_view(page, "Patches")
     page.wait_for_selector(".js-plotly-plot")

@@ -20,7 +20,7 @@ def test_attention_view_on_an_uploaded_image(page, app_server, tmp_path, output_
     page.goto(app_server.url)
     wait_idle(page)
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    page.locator('[role="option"]').filter(has_text="vit_tiny_patch16_224").first.click()
+    page.locator('[role="option"]').filter(has_text="vit_tiny_patch16_224 (random init)").first.click()
     wait_idle(page)
     upload_image(page, path)
     open_view(page, "Attention")

@@ -68,7 +68,7 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
 
     # compare the new model's attention with another's, on the same image
     choose(trainer, "Model A", "my-classifier-1 (classifier)")
-    choose(trainer, "Model B", "vit_tiny_patch16_224 (timm)")
+    choose(trainer, "Model B", "vit_tiny_patch16_224 (random init)")
     comparison = trainer.locator(".js-plotly-plot").filter(has_text="my-classifier-1 minus").first
     comparison.wait_for()
     comparison.scroll_into_view_if_needed()

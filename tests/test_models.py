@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from vitviz.checkpoints import save_checkpoint
+from vitviz.hub import WeightsNotDownloaded
 from vitviz.models import ModelLoadError, create_vit, load_model
 from vitviz.registry import list_models, model_version
 
@@ -29,17 +30,23 @@ def tiny_checkpoint(tmp_path, monkeypatch):
     return model.eval(), path
 
 
-def test_timm_name_without_cached_weights_says_so():
-    model = load_model("vit_tiny_patch16_224", device="cpu")
+def test_random_weights_are_a_choice_and_a_missing_download_says_how_to_get_it():
+    model = load_model("random:vit_tiny_patch16_224", device="cpu")
     card = model.card
     assert not model.training and next(model.parameters()).device.type == "cpu"
     assert (card.grid_size, card.patch_size, card.num_prefix_tokens, card.embed_dim, card.depth) == ((14, 14), 16, 1, 192, 12)
-    assert card.num_classes == 1000 and card.class_names[1].startswith("goldfish")
-    assert "random weights" in card.provenance and "never downloads" in card.notes[0]
+    assert card.num_classes == 1000 and card.class_names[1].startswith("goldfish") and card.label_set == "ImageNet-1k"
+    assert "random init" in card.name and "random weights" in card.provenance and "random weights, as chosen" in card.notes[0]
+    # the same name without the choice: pretrained weights or nothing, never a silent random model
+    with pytest.raises(WeightsNotDownloaded, match=r"vit_tiny_patch16_224's pretrained weights \(about 23 MB\) are not "
+                                                   r"downloaded yet: press Download, or run `python -m vitviz fetch"):
+        load_model("vit_tiny_patch16_224", device="cpu")
+    with pytest.raises(ModelLoadError, match="timm has no pretrained weights for vit_base_patch16_gap_224: pick random:"):
+        load_model("vit_base_patch16_gap_224", device="cpu")
 
 
 def test_timm_registers_and_no_class_token():
-    card = load_model("timm:vit_small_patch14_reg4_dinov2", device="cpu").card
+    card = load_model("random:vit_small_patch14_reg4_dinov2", device="cpu").card
     assert card.num_prefix_tokens == 5 and card.has_class_token and card.grid_size == (37, 37)
 
 
@@ -61,7 +68,7 @@ def test_checkpoint_by_name_reproduces_the_saved_model(tiny_checkpoint):
     assert card.provenance == "vitviz classifier checkpoint trained on shapes for 10 steps"
     sources = {e.ref: e.source for e in list_models()}
     assert sources["tiny"] == "checkpoint"
-    assert list(sources).index("tiny") < list(sources).index("vit_tiny_patch16_224")  # checkpoints come first
+    assert list(sources).index("tiny") < list(sources).index("random:vit_tiny_patch16_224")  # checkpoints come first
 
 
 def test_jigsaw_head_saved_under_its_own_prefix(tmp_path):
@@ -138,7 +145,7 @@ def test_a_checkpoint_saved_again_gets_a_new_version_and_is_readable(tiny_checkp
     model, path = tiny_checkpoint
     first = model_version("tiny")
     assert first == model_version(path) and str(path) in first
-    assert model_version("vit_tiny_patch16_224") == "" and model_version("missing-name") == ""
+    assert model_version("random:vit_tiny_patch16_224") == "" and model_version("vit_tiny_patch16_224") == "not downloaded" and model_version("missing-name") == ""
     assert os.stat(path).st_mode & 0o044 == 0o044 & ~_umask()  # group/other read as the umask allows
     os.utime(path, ns=(0, 0))  # an old file, then written again under the same name
     old = model_version("tiny")
@@ -171,7 +178,7 @@ def test_picker_lists_classifiers_before_jigsaw_models_in_each_folder(tmp_path, 
 ])
 def test_blocks_whose_attention_cannot_be_recorded_are_refused_by_name(name, block):
     with pytest.raises(ModelLoadError, match=f"built from timm's {block}: .*vitviz opens ViTs whose blocks are"):
-        load_model(name, device="cpu")
+        load_model(f"random:{name}", device="cpu")
 
 
 @pytest.mark.parametrize("name, block", [("vit_base_patch16_rpn_224", "ResPostBlock"),
@@ -179,7 +186,7 @@ def test_blocks_whose_attention_cannot_be_recorded_are_refused_by_name(name, blo
 def test_other_recordable_blocks_load_and_give_one_map_per_block(name, block):
     from vitviz.attention import capture
 
-    model = load_model(name, device="cpu")
+    model = load_model(f"random:{name}", device="cpu")
     assert type(model.blocks[0]).__name__ == block
     images = torch.randn(1, 3, *model.card.image_size)
     logits, attentions = capture(model, images)
@@ -208,8 +215,8 @@ def test_a_distilled_deit_weights_file_is_read_with_its_distillation_token(tmp_p
 
 
 def test_prefix_tokens_are_named_for_registers_and_distillation_by_name():
-    assert load_model("deit_tiny_distilled_patch16_224", device="cpu").card.prefix_names == (
+    assert load_model("random:deit_tiny_distilled_patch16_224", device="cpu").card.prefix_names == (
         "class token", "distillation token")
-    assert load_model("vit_small_patch14_reg4_dinov2", device="cpu").card.prefix_names == (
+    assert load_model("random:vit_small_patch14_reg4_dinov2", device="cpu").card.prefix_names == (
         "class token", "register 1", "register 2", "register 3", "register 4")
-    assert load_model("vit_base_patch16_rpn_224", device="cpu").card.prefix_names == ()  # no class token
+    assert load_model("random:vit_base_patch16_rpn_224", device="cpu").card.prefix_names == ()  # no class token

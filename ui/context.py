@@ -9,11 +9,13 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from vitviz.images import ImageLoadError, fit_to_model, image_notes
+from vitviz.images import ImageLoadError, image_notes
 from vitviz.inputs import model_device, model_pixels, normalize
+from vitviz.hub import WeightsNotDownloaded
 from vitviz.models import ModelCard, ModelLoadError
 
 from . import cache
+from .download import offer_download
 
 # session_state keys written by the sidebar and read here
 MODEL_REF = "model_ref"
@@ -48,6 +50,9 @@ def current_model() -> tuple[str, torch.nn.Module]:
         st.stop()
     try:
         return ref, cache.model(ref)
+    except WeightsNotDownloaded as missing:
+        offer_download(missing)
+        st.stop()
     except ModelLoadError as e:
         st.error(f"Could not load model **{ref}**: {e}")
         st.stop()
@@ -84,8 +89,8 @@ def current() -> Context:
         image, label = current_image()
     for note in image_notes(image):
         st.caption(f"ℹ️ {note}")
-    model_image = fit_to_model(image, card.image_size)
-    pixels = model_pixels(model_image, model)  # (1, 3, H, W); fitting a fitted image leaves it as it is
+    pixels = model_pixels(image, model)  # (1, 3, H, W): timm's evaluation transform for this model
+    model_image = Image.fromarray((pixels[0].permute(1, 2, 0) * 255).round().byte().cpu().numpy())
     return Context(
         model_ref=ref,
         model=model,

@@ -32,6 +32,7 @@ class ModelCard:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     class_names: tuple[str, ...] = ()
+    label_set: str = ""  # what the class names are, e.g. "ImageNet-1k"; "" for a checkpoint's own classes
     jigsaw_grid: Optional[tuple[int, int]] = None  # grid of the jigsaw head, when there is one
     path: Optional[str] = None
     sidecar: dict = field(default_factory=dict)

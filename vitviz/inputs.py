@@ -23,10 +23,9 @@ from PIL import Image
 from torch import nn
 
 from .card import ModelCard, model_card
-from .images import fit_to_model, to_tensor
 from .patches import grid_shape
 
-__all__ = ["TargetLike", "check_images", "require_autograd", "model_device", "model_input", "model_pixels", "normalize",
+__all__ = ["MAX_ASPECT", "TargetLike", "check_images", "data_config", "require_autograd", "model_device", "model_input", "model_pixels", "normalize",
            "resolve_targets"]
 
 TargetLike = Union[int, Sequence[int], torch.Tensor]
@@ -124,11 +123,53 @@ def require_autograd(what: str) -> None:
 def model_pixels(image: Image.Image, model: nn.Module) -> torch.Tensor:
     """The image as the model sees it: ``[1, 3, H, W]`` in [0, 1] on the model's device.
 
-    The shorter side is resized to the model's input size and the rest centre-cropped
-    (``vitviz.images.fit_to_model``), at the size on the model's card.
+    timm's own evaluation transform for the model's data config (``timm.data.resolve_model_data_config``:
+    input size, ``crop_pct``, interpolation), without its normalisation: the shorter side resized to
+    ``input size / crop_pct``, then the centre cropped. vitviz checkpoints declare ``crop_pct=1`` and bicubic
+    resizing, so the crop keeps the whole shorter side. An image longer than ``MAX_ASPECT`` times its
+    width (or the reverse) is first cut to its centred ``MAX_ASPECT``:1 box, so no intermediate image
+    outgrows a few times the model's input (the part cut away lies outside the centre crop anyway).
     """
-    card = model_card(model)
-    return to_tensor(fit_to_model(image, card.image_size)).unsqueeze(0).to(model_device(model))  # (1, 3, H, W)
+    pixels = _eval_transform(model)(_bounded(image.convert("RGB")))  # (3, H, W) uint8: timm's unnormalised output
+    return (pixels.float() / 255.0).unsqueeze(0).to(model_device(model))  # (1, 3, H, W) in [0, 1]
+
+
+MAX_ASPECT = 4.0  # longer side over shorter side that reaches timm's transform; a longer strip is cut first
+
+
+def data_config(model: nn.Module) -> dict:
+    """timm's data config of ``model`` (``resolve_model_data_config``): input size, interpolation, mean, std,
+    crop_pct, crop_mode."""
+    from timm.data import resolve_model_data_config
+
+    return resolve_model_data_config(model)
+
+
+def _eval_transform(model: nn.Module):
+    from timm.data import create_transform
+
+    cfg = data_config(model)
+    key = (tuple(cfg["input_size"]), cfg["interpolation"], float(cfg["crop_pct"]), cfg.get("crop_mode"))
+    if key not in _TRANSFORMS:
+        _TRANSFORMS[key] = create_transform(**cfg, is_training=False, normalize=False)
+    return _TRANSFORMS[key]
+
+
+_TRANSFORMS: dict[tuple, object] = {}
+
+
+def _bounded(image: Image.Image) -> Image.Image:
+    """``image`` cut to its centred box of aspect ratio at most ``MAX_ASPECT``."""
+    width, height = image.size
+    if width > MAX_ASPECT * height:
+        keep = round(MAX_ASPECT * height)
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > MAX_ASPECT * width:
+        keep = round(MAX_ASPECT * width)
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image
 
 
 def model_input(image: Image.Image, model: nn.Module) -> torch.Tensor:

@@ -23,7 +23,9 @@ from torch import nn
 
 from .card import ModelCard, model_card
 from .checkpoints import ModelLoadError, load_state, read_sidecar, read_weights
+from .convert import is_transformers_checkpoint, read_transformers_checkpoint
 from .devices import default_device
+from .hub import RANDOM_INIT, WeightsNotDownloaded, cached_weights, catalogue, hub_files
 from .inputs import model_input
 from .jigsaw import JigsawViT
 from .registry import checkpoint_dirs, resolve
@@ -127,31 +129,57 @@ def _checkpoint_provenance(sidecar: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _load_timm(name: str) -> VisionTransformer:
+def _load_timm(ref: str) -> VisionTransformer:
+    """``random:NAME`` (random init, the user's choice), ``hf-hub:ORG/NAME``, or a timm name whose pretrained
+    weights must already be cached (``WeightsNotDownloaded`` says how to get them; never a random fallback)."""
     import timm
 
-    name = name.strip()
+    ref = ref.strip()
+    if ref.startswith("hf-hub:"):
+        return _load_hf_hub(ref)
+    random_init = ref.startswith(RANDOM_INIT)
+    name = ref[len(RANDOM_INIT):].strip() if random_init else ref
     if not timm.is_model(name):
         close = timm.list_models(f"*{name}*")[:5] if re.fullmatch(r"[\w.-]+", name) else []
         hint = f" Similar names: {', '.join(close)}." if close else ""
         raise ModelLoadError(f"{name!r} is neither a checkpoint in {_dirs_text()} nor a timm model name.{hint}")
-    cached = _cached_pretrained_file(name)
-    notes: tuple[str, ...] = ()
+    if random_init:
+        model = _create_timm(name, pretrained=False)
+        return _timm_card(model, f"{name} (random init)", f"timm {name}, random weights (random init, as chosen)",
+                          notes=("This model has random weights, as chosen (random init): its predictions and maps show an "
+                                 "untrained network.",))
+    cached = cached_weights(name) or _torch_hub_file(name)
+    if cached is None:
+        listed = next((entry for entry in catalogue() if entry.name == name), None)
+        if listed is not None:
+            raise WeightsNotDownloaded(name, listed.download_mb)
+        untrained = _create_timm(name, pretrained=False)  # a ViT vitviz can open, before anyone downloads it
+        _check_blocks(untrained, name)
+        if not hub_files(name) and _torch_hub_file(name, present=False) is None:
+            raise ModelLoadError(f"timm has no pretrained weights for {name}: pick {RANDOM_INIT}{name} (random init) "
+                                 "to see the architecture untrained.")
+        raise WeightsNotDownloaded(name, round(4 * sum(p.numel() for p in untrained.parameters()) / 1e6))
+    model = _create_timm(name, pretrained=True, pretrained_cfg_overlay={"file": str(cached)})
+    return _timm_card(model, name, f"timm {name}, pretrained weights from the local cache ({cached.name})")
+
+
+def _create_timm(name: str, **kwargs: Any) -> VisionTransformer:
+    import timm
+
     try:
-        if cached is not None:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(cached)})
-            provenance = f"timm {name}, pretrained weights from the local cache"
-        else:
-            model = timm.create_model(name, pretrained=False)
-            provenance = f"timm {name}, random weights"
-            notes = (f"No pretrained weights for {name} are in the local cache and vitviz never downloads: "
-                     "this model has random weights.",)
+        model = timm.create_model(name, **kwargs)
     except Exception as e:  # timm raises many kinds for odd configs; the user needs one sentence
-        raise ModelLoadError(f"timm could not build {name}: {e}") from None
+        raise ModelLoadError(f"timm could not build {name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not isinstance(model, VisionTransformer):
         kind = type(model).__name__
         raise ModelLoadError(f"{name} is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}, not a timm VisionTransformer")
+    return model
+
+
+def _timm_card(model: VisionTransformer, name: str, provenance: str, notes: tuple[str, ...] = (),
+               class_names: Optional[tuple[str, ...]] = None, label_set: Optional[str] = None) -> VisionTransformer:
     cfg = model.pretrained_cfg or {}
+    names, labels = (class_names, label_set) if class_names is not None else _timm_class_names(model.num_classes)
     model.card = _card_for(
         model,
         name=name,
@@ -159,48 +187,82 @@ def _load_timm(name: str) -> VisionTransformer:
         provenance=provenance,
         mean=tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)),
         std=tuple(cfg.get("std", IMAGENET_DEFAULT_STD)),
-        class_names=_timm_class_names(model.num_classes),
+        class_names=names,
+        label_set=labels or "",
         notes=notes,
     )
     return model
 
 
-def _cached_pretrained_file(name: str) -> Optional[Path]:
-    """The pretrained weights file for ``name`` if it is already on disk, without any network call."""
+def _load_hf_hub(ref: str) -> VisionTransformer:
+    """``hf-hub:ORG/NAME`` from the cache: a transformers ViT/DeiT (converted) or a timm repository."""
+    import json
+
+    weights = cached_weights(ref)
+    if weights is None:
+        raise WeightsNotDownloaded(ref, None)
+    folder = weights.parent
+    if is_transformers_checkpoint(folder):
+        model, info = read_transformers_checkpoint(folder)
+        return _transformers_card(model, info, ref[len("hf-hub:"):], f"Hugging Face {ref}, converted from transformers")
+    config = json.loads((folder / "config.json").read_text())
+    arch = config.get("architecture")
+    if not arch:
+        raise ModelLoadError(f"{ref}: its config.json names no timm architecture and is not a transformers ViT/DeiT")
+    overlay = {**config.get("pretrained_cfg", {}), "file": str(weights)}
+    model = _create_timm(arch, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=config.get("num_classes", 1000),
+                         **config.get("model_args", {}))
+    names = tuple(config.get("label_names") or ()) or None
+    return _timm_card(model, ref, f"Hugging Face {ref} (timm), from the local cache", class_names=names,
+                      label_set="its own labels" if names else None)
+
+
+def _transformers_card(model: VisionTransformer, info: dict[str, Any], name: str, provenance: str) -> VisionTransformer:
+    model.card = _card_for(model, name=name, source="file", provenance=provenance, mean=info["mean"], std=info["std"],
+                           class_names=info["class_names"], label_set="its own labels" if info["class_names"] else "",
+                           notes=(f"Converted from transformers' {info['architecture']} to timm's layout; its logits "
+                                  "equal transformers' own.",))
+    return model
+
+
+def _torch_hub_file(name: str, present: bool = True) -> Optional[Path]:
+    """Weights timm would fetch from a URL rather than the Hub, if already in torch's hub cache (``present``),
+    or that URL's would-be path whether or not it is there (``present=False``); None without a URL."""
     import timm
-    from huggingface_hub import try_to_load_from_cache
 
     cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None:
+    url = getattr(cfg, "url", None) if cfg is not None else None
+    if not url:
         return None
-    hub_id = getattr(cfg, "hf_hub_id", None)
-    if hub_id:
-        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-            found = try_to_load_from_cache(hub_id, filename)
-            if isinstance(found, str):
-                return Path(found)
-    url = getattr(cfg, "url", None)
-    if url:
-        candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
-        if candidate.is_file():
-            return candidate
-    return None
+    candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+    return candidate if candidate.is_file() or not present else None
 
 
-def _timm_class_names(num_classes: int) -> tuple[str, ...]:
-    if num_classes in (1000, 21843, 11821):
+_IMAGENET_LABEL_SETS = {1000: ("imagenet-1k", "ImageNet-1k"), 21843: ("imagenet-21k", "ImageNet-21k"),
+                        11821: ("imagenet-12k", "ImageNet-12k")}
+
+
+def _timm_class_names(num_classes: int) -> tuple[tuple[str, ...], str]:
+    """Class names and the label set's name for a head of ``num_classes``: ImageNet's from timm's
+    ``ImageNetInfo`` (shipped with timm, offline) for 1k, 12k and 21k heads, numbers otherwise."""
+    if num_classes in _IMAGENET_LABEL_SETS:
         from timm.data import ImageNetInfo
 
-        info = ImageNetInfo({1000: "imagenet-1k", 21843: "imagenet-21k", 11821: "imagenet-12k"}[num_classes])
-        return tuple(info.index_to_description(i) for i in range(num_classes))
-    return tuple(f"class {i}" for i in range(num_classes))
+        subset, label_set = _IMAGENET_LABEL_SETS[num_classes]
+        info = ImageNetInfo(subset)
+        return tuple(info.index_to_description(i) for i in range(num_classes)), label_set
+    return tuple(f"class {i}" for i in range(num_classes)), ""
 
 
 def _load_file(path: Path) -> VisionTransformer:
     if not path.exists():
         raise ModelLoadError(f"No file at {path}.")
+    if path.is_dir() and is_transformers_checkpoint(path):
+        model, info = read_transformers_checkpoint(path)
+        return _transformers_card(model, info, path.name, f"transformers checkpoint {path}, converted")
     if not path.is_file():
-        raise ModelLoadError(f"{path} is not a file.")
+        raise ModelLoadError(f"{path} is a folder but not a transformers ViT/DeiT checkpoint (config.json + "
+                             "model.safetensors); give a weights file or such a folder.")
     if path.suffix == ".safetensors" and path.with_suffix(".json").exists():
         return _load_checkpoint(path)
     state = read_weights(path)
@@ -213,6 +275,7 @@ def _load_file(path: Path) -> VisionTransformer:
     model = create_vit(architecture, jigsaw_grid)
     load_state(model, state, path.name)
     class_count = architecture.get("num_classes", 0)
+    class_names, label_set = _timm_class_names(class_count) if class_count else ((), "")
     model.card = _card_for(
         model,
         name=path.stem,
@@ -220,7 +283,8 @@ def _load_file(path: Path) -> VisionTransformer:
         provenance=f"weights file {path.name}, architecture inferred from its tensors",
         mean=tuple(IMAGENET_DEFAULT_MEAN),
         std=tuple(IMAGENET_DEFAULT_STD),
-        class_names=_timm_class_names(class_count) if class_count else (),
+        class_names=class_names,
+        label_set=label_set,
         jigsaw_grid=jigsaw_grid,
         path=str(path),
         notes=notes + ("No sidecar: ImageNet normalisation assumed.",),
@@ -287,6 +351,9 @@ def _infer_architecture(state: dict[str, torch.Tensor], filename: str) -> tuple[
 
 def _card_for(model: VisionTransformer, **fields: Any) -> ModelCard:
     _check_blocks(model, fields["name"])
+    if fields["source"] != "timm":  # timm's data config for models timm did not build: the whole image, bicubic
+        model.pretrained_cfg = dict(input_size=(3, *model.patch_embed.img_size), crop_pct=1.0, crop_mode="center",
+                                    interpolation="bicubic", mean=tuple(fields["mean"]), std=tuple(fields["std"]))
     patch_embed = model.patch_embed
     first = model.blocks[0]
     attn = getattr(first, "attn", first)  # a ParallelScalingBlock is its own attention

@@ -42,7 +42,8 @@ BUNDLED_MODELS_DIR = _REPO / "models"
 DEFAULT_JOBS_ROOT = _REPO / "jobs"
 # A checkpoint name: a plain file name, so a name can never reach outside its folder.
 CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# Offered in the picker after the checkpoints; any other timm ViT name can be typed in.
+# Offered in the picker with random weights (random init), after the checkpoints and the catalogue of
+# pretrained models (vitviz/catalogue.json); any other timm ViT name or hf-hub: id can be typed in.
 TIMM_SUGGESTIONS = (
     "vit_tiny_patch16_224",
     "vit_small_patch16_224",
@@ -62,7 +63,7 @@ class ModelEntry:
     ref: str  # what load_model takes
     source: Source
     label: str  # what the picker shows
-    kind: str = "timm"  # a checkpoint's sidecar kind ("classifier", "jigsaw", ...); "timm" for timm names
+    kind: str = "timm"  # a checkpoint's sidecar kind ("classifier", "jigsaw", ...); "pretrained" or "random init"
     path: Optional[Path] = None  # a checkpoint's weights file
 
 
@@ -101,8 +102,9 @@ def find_checkpoint(name: str) -> Optional[Path]:
 
 
 def list_models() -> list[ModelEntry]:
-    """Checkpoints first (bundled, then user), then the suggested timm names. In each folder classifiers come
-    before jigsaw models, by name: most views explain a classifier, so the first entry (the app's default) is one."""
+    """Checkpoints first (bundled, then user), then the catalogue of pretrained ViTs (downloaded or not), then
+    timm architectures with random weights. In each folder classifiers come before jigsaw models, by name: most
+    views explain a classifier, so the first entry (the app's default) is one."""
     entries: list[ModelEntry] = []
     seen: set[str] = set()
     for directory in checkpoint_dirs():
@@ -119,7 +121,13 @@ def list_models() -> list[ModelEntry]:
                 kind = "unreadable sidecar"
             found.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})", kind, weights))
         entries.extend(sorted(found, key=lambda e: e.kind != "classifier"))  # a stable sort: by name within each group
-    entries.extend(ModelEntry(name, "timm", f"{name} (timm)") for name in TIMM_SUGGESTIONS)
+    from .hub import RANDOM_INIT, cached_weights, catalogue
+
+    for model in catalogue():
+        state = "downloaded" if cached_weights(model.name) else f"{model.download_mb} MB to download"
+        entries.append(ModelEntry(model.name, "timm", f"{model.name} ({model.title}; {state})", "pretrained"))
+    entries.extend(ModelEntry(f"{RANDOM_INIT}{name}", "timm", f"{name} (random init)", "random init")
+                   for name in TIMM_SUGGESTIONS)
     return entries
 
 
@@ -132,6 +140,8 @@ def resolve(ref: str) -> tuple[Source, "str | Path"]:
     ref = ref.strip()
     if ref.startswith("timm:"):
         return "timm", ref[len("timm:"):]
+    if ref.startswith(("random:", "hf-hub:")):  # random init, a Hub repository: both for vitviz.models to build
+        return "timm", ref
     path = Path(ref).expanduser()
     if path.suffix in WEIGHTS_SUFFIXES or os.sep in ref:
         return "file", path
@@ -143,8 +153,18 @@ def model_version(ref: "str | os.PathLike") -> str:
     """Which file ``ref`` names now and its size and modification time; empty for a timm name.
     With the ref it keys caches, so a checkpoint trained again under the same name is loaded again."""
     source, target = resolve(str(ref))
-    if source == "timm":
-        return ""
+    if source == "timm":  # which cached weights it would load: a download changes the version
+        from .hub import cached_weights, hub_files
+
+        if str(target).startswith("random:"):
+            return ""
+        try:
+            weights, known = cached_weights(str(target)), bool(hub_files(str(target)))
+        except Exception:  # not a timm name: load_model will say so
+            return ""
+        if weights is None:
+            return "not downloaded" if known else ""
+        target = weights
     try:
         stat = Path(target).stat()
     except OSError:

@@ -1,0 +1,250 @@
+"""Pretrained weights from the Hugging Face Hub: the catalogue, what is cached, and downloads on request.
+
+Weights go through ``huggingface_hub`` into its standard cache (``$HF_HOME/hub``, or ``$HF_HUB_CACHE``),
+the cache timm itself reads, and only when the user asks (``download_weights``: the Download button,
+or ``python -m vitviz fetch NAME``). Everything else here reads the cache without touching the network.
+The environment is read at call time (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``),
+so one process can point at another cache or a stand-in Hub.
+
+A timm name names its weights: ``vit_base_patch16_224.augreg2_in21k_ft_in1k`` is the file
+``model.safetensors`` of the Hub repository ``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``
+(timm's pretrained config, ``hf_hub_id``). ``hf-hub:ORG/NAME`` names a Hub repository directly: its
+``config.json`` and ``model.safetensors`` (timm's or Hugging Face ``transformers``' format).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+from .checkpoints import ModelLoadError
+
+__all__ = [
+    "RANDOM_INIT",
+    "WeightsNotDownloaded",
+    "CATALOGUE_PATH",
+    "CatalogueEntry",
+    "DownloadError",
+    "HubFile",
+    "Progress",
+    "cache_dir",
+    "cached_file",
+    "cached_weights",
+    "catalogue",
+    "download_weights",
+    "hub_files",
+]
+
+CATALOGUE_PATH = Path(__file__).resolve().parent / "catalogue.json"
+ETAG_TIMEOUT_S = 4.0  # how long the first request may wait before "no network" is said
+Progress = Callable[[int, Optional[int]], None]  # (bytes so far, total bytes or None)
+
+
+RANDOM_INIT = "random:"  # a reference's prefix that asks for a timm model with random weights
+
+
+class WeightsNotDownloaded(ModelLoadError):
+    """A pretrained model whose weights are not in the local cache yet; ``download_weights(name)`` fetches them."""
+
+    def __init__(self, name: str, download_mb: Optional[int]):
+        size = f" (about {download_mb} MB)" if download_mb else ""
+        super().__init__(f"{name}'s pretrained weights{size} are not downloaded yet: press Download, or run "
+                         f"`python -m vitviz fetch {name}`; to see the architecture untrained, pick "
+                         f"{RANDOM_INIT}{name.split('.')[0]} (random init).")
+        self.name = name
+        self.download_mb = download_mb
+
+
+class DownloadError(ValueError):
+    """A download that did not happen or did not finish; the message says what to do, in one sentence."""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One real pretrained ViT the picker offers (``vitviz/catalogue.json``)."""
+
+    name: str  # the timm name with its pretrained tag
+    title: str
+    trained_on: str
+    parameters: int
+    download_mb: int
+    image_size: int
+    patch_size: int
+    grid: tuple[int, int]
+    prefix_tokens: str
+    classes: str  # the label set of its head; "" for a model with no classifier
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hub repository."""
+
+    repo_id: str
+    filename: str
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> tuple[CatalogueEntry, ...]:
+    """The catalogue of real ViTs, as the data file lists them."""
+    entries = json.loads(CATALOGUE_PATH.read_text())["models"]
+    return tuple(CatalogueEntry(**{**e, "grid": tuple(e["grid"])}) for e in entries)
+
+
+def cache_dir() -> Path:
+    """The huggingface_hub cache in use now: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def hub_files(name: str) -> list[HubFile]:
+    """The Hub files that make up ``name``'s pretrained weights, weights last; empty when timm knows of none.
+
+    A timm name gives its pretrained config's ``hf_hub_id`` and ``model.safetensors``; ``hf-hub:ORG/NAME``
+    gives that repository's ``config.json`` and ``model.safetensors``.
+    """
+    if name.startswith("hf-hub:"):
+        repo = name[len("hf-hub:"):].split("@")[0]
+        return [HubFile(repo, "config.json"), HubFile(repo, "model.safetensors")]
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return []
+    filename = getattr(cfg, "hf_hub_filename", None) or "model.safetensors"
+    return [HubFile(repo, filename)]
+
+
+def cached_file(file: HubFile) -> Optional[Path]:
+    """The file's path in the local cache, or None; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(file.repo_id, file.filename, cache_dir=str(cache_dir()))
+    return Path(found) if isinstance(found, str) else None
+
+
+def cached_weights(name: str) -> Optional[Path]:
+    """The weights file of ``name`` if every file it needs is already cached (see ``hub_files``), else None."""
+    files = hub_files(name)
+    paths = [cached_file(f) for f in files]
+    return paths[-1] if paths and all(paths) else None
+
+
+def download_weights(name: str, progress: Optional[Progress] = None, show_bar: bool = False) -> Path:
+    """Download ``name``'s pretrained weights into the huggingface_hub cache (resuming a broken-off one).
+
+    Args:
+        name: a timm name (with its pretrained tag) or ``hf-hub:ORG/NAME``.
+        progress: called with (bytes so far, total bytes) as the weights arrive.
+        show_bar: also draw a text progress bar on stderr (the command line).
+
+    Returns:
+        The cached weights file.
+
+    Raises:
+        DownloadError: downloads are off (``HF_HUB_OFFLINE``), the Hub cannot be reached (within about
+            ``ETAG_TIMEOUT_S`` seconds), the name has no weights on the Hub, or the transfer broke off; the
+            message says what to do. A broken-off or unreadable file never becomes a cache entry.
+    """
+    files = hub_files(name)
+    if not files:
+        raise DownloadError(f"timm has no pretrained weights for {name}: pick one with a tag, such as "
+                            f"{name.split('.')[0]}.augreg_in21k_ft_in1k, or use it with random weights (random init).")
+    if _offline():
+        raise DownloadError(_offline_sentence(name, "downloads are off here (HF_HUB_OFFLINE is set)"))
+    path = None
+    for file in files:
+        path = _download(name, file, progress if file is files[-1] else None, show_bar)
+    _check_weights(name, path)
+    return path
+
+
+def _download(name: str, file: HubFile, progress: Optional[Progress], show_bar: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    started = time.monotonic()
+    try:
+        found = hf_hub_download(file.repo_id, file.filename, cache_dir=str(cache_dir()),
+                                endpoint=os.environ.get("HF_ENDPOINT") or None, etag_timeout=ETAG_TIMEOUT_S,
+                                tqdm_class=_progress_class(progress, show_bar))
+    except Exception as e:  # huggingface_hub and httpx raise many kinds: each becomes one sentence
+        raise DownloadError(_explain(name, file, e, time.monotonic() - started)) from None
+    return Path(found)
+
+
+def _explain(name: str, file: HubFile, error: Exception, seconds: float) -> str:
+    kind = type(error).__name__
+    text = str(error).split("\n")[0]
+    if kind in ("RepositoryNotFoundError", "EntryNotFoundError", "RevisionNotFoundError", "GatedRepoError"):
+        return f"{file.repo_id} has no {file.filename} on the Hugging Face Hub ({kind}): check the name {name!r}."
+    if kind == "OfflineModeIsEnabled":
+        return _offline_sentence(name, "downloads are off here (HF_HUB_OFFLINE is set)")
+    if "consistency check failed" in text.lower() or "incomplete" in text.lower() or kind in (
+            "RemoteProtocolError", "ReadError", "ChunkedEncodingError", "ReadTimeout"):
+        return (f"The download of {name} broke off ({text}); nothing broken was kept: press Download again "
+                f"(or rerun python -m vitviz fetch {name}) to resume.")
+    if kind in ("LocalEntryNotFoundError", "ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException",
+                "HfHubHTTPError", "HTTPError", "OSError") or isinstance(error, OSError):
+        return _offline_sentence(name, f"the Hugging Face Hub could not be reached in {seconds:.0f} s ({text})")
+    return f"The download of {name} failed: {kind}: {text}"
+
+
+def _offline_sentence(name: str, why: str) -> str:
+    return (f"{name}'s weights are not on this machine and {why}: run `python -m vitviz fetch {name}` on a machine "
+            f"with a network and copy its Hugging Face cache ({cache_dir()}) here, or pick a bundled starter model.")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_weights(name: str, path: Path) -> None:
+    """A downloaded safetensors file must open; one that does not is removed from the cache, not kept."""
+    if path.suffix != ".safetensors":
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except Exception as e:
+        _remove_cached(path)
+        raise DownloadError(f"The file downloaded for {name} is not readable weights ({str(e).splitlines()[0]}); "
+                            "it was removed from the cache: press Download again.") from None
+
+
+def _remove_cached(path: Path) -> None:
+    """Remove a cached file: the snapshot's link and the blob it points to."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+def _progress_class(progress: Optional[Progress], show_bar: bool):
+    """A tqdm class for ``hf_hub_download`` that reports bytes to ``progress`` (and draws a bar if asked)."""
+    if progress is None and show_bar:
+        return None  # huggingface_hub's own bar on stderr
+    from tqdm.auto import tqdm
+
+    class _Reporting(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            if not show_bar:
+                kwargs["file"] = io.StringIO()
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            shown = super().update(n)
+            if progress is not None:
+                progress(int(self.n), int(self.total) if self.total else None)
+            return shown
+
+    return _Reporting
