@@ -23,7 +23,7 @@ class StandInHub:
         self.files = dict(files)
         # file -> (offset, GETs): the next GETs of that file stop at byte ``offset`` and drop the connection
         self.break_after: dict[tuple[str, str], tuple[int, int]] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,7 +52,7 @@ class StandInHub:
         self._server.server_close()
 
     def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
-        self.requests.append((handler.command, handler.path))
+        self.requests.append((handler.command, handler.path, handler.headers.get("Range", "")))
         match = re.fullmatch(r"/(?:models/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", handler.path.split("?")[0])
         key = (match.group(1), match.group(3)) if match else None
         data: Optional[bytes] = self.files.get(key) if key else None

@@ -92,3 +92,37 @@ def test_resolve_targets_reads_ints_sequences_and_tensors():
 def test_resolve_targets_names_a_bad_target(target, message):
     with pytest.raises(ValueError, match=message):
         resolve_targets(target, 2, 5)
+
+
+@pytest.mark.parametrize("ref", ["random:vit_base_patch16_224", "random:vit_small_patch14_reg4_dinov2",
+                                 "random:deit_small_distilled_patch16_224", "starter-shapes"])
+def test_model_input_is_timms_own_evaluation_transform(ref):
+    """The image reaches the model exactly as in timm's evaluation: resolve_model_data_config + create_transform."""
+    from timm.data import create_transform, resolve_model_data_config
+
+    from vitviz.models import load_model, model_input
+    from vitviz.samples import load_sample
+
+    model = load_model(ref, device="cpu")
+    config = resolve_model_data_config(model)
+    reference = create_transform(**config, is_training=False)
+    for name in ("astronaut", "chelsea", "rocket"):  # landscape, landscape, portrait
+        image = load_sample(name)
+        ours = model_input(image, model)
+        assert ours.shape == (1, 3, *model.card.image_size)
+        assert (ours[0] - reference(image)).abs().max() <= 1 / 255
+    if ref.startswith("random:vit_base"):
+        assert config["crop_pct"] == 0.9  # timm's crop: the model sees the central 90%, not the whole shorter side
+
+
+def test_an_extreme_strip_reaches_the_model_bounded_and_centred():
+    from PIL import Image
+
+    from vitviz.inputs import MAX_ASPECT, _bounded
+    from vitviz.models import load_model, model_input
+
+    model = load_model("random:vit_base_patch16_224", device="cpu")
+    strip = Image.new("RGB", (20000, 1), (200, 40, 10))
+    assert _bounded(strip).size == (round(MAX_ASPECT), 1)  # cut to 4:1 before timm's resize
+    pixels = model_input(strip, model)
+    assert pixels.shape == (1, 3, 224, 224) and torch.isfinite(pixels).all()

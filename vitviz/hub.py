@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -168,16 +169,41 @@ def download_weights(name: str, progress: Optional[Progress] = None, show_bar: b
 
 
 def _download(name: str, file: HubFile, progress: Optional[Progress], show_bar: bool) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
     started = time.monotonic()
+    _reachable(name, file)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the environment now (checked by the caller) decides.
+    was_offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
     try:
         found = hf_hub_download(file.repo_id, file.filename, cache_dir=str(cache_dir()),
                                 endpoint=os.environ.get("HF_ENDPOINT") or None, etag_timeout=ETAG_TIMEOUT_S,
                                 tqdm_class=_progress_class(progress, show_bar))
     except Exception as e:  # huggingface_hub and httpx raise many kinds: each becomes one sentence
         raise DownloadError(_explain(name, file, e, time.monotonic() - started)) from None
+    finally:
+        constants.HF_HUB_OFFLINE = was_offline
     return Path(found)
+
+
+def _reachable(name: str, file: HubFile) -> None:
+    """One HEAD request, no retries, at most ``ETAG_TIMEOUT_S``: no network or a missing file is said at once
+    (huggingface_hub itself retries a refused connection with back-off for about half a minute)."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    url = f"{endpoint}/{file.repo_id}/resolve/main/{file.filename}"
+    started = time.monotonic()
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=ETAG_TIMEOUT_S).close()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403, 404):
+            raise DownloadError(f"{file.repo_id} has no {file.filename} on the Hugging Face Hub (HTTP {e.code}): "
+                                f"check the name {name!r}.") from None
+    except (OSError, ValueError) as e:  # refused, unreachable, timed out, no such host
+        raise DownloadError(_offline_sentence(name, f"the Hugging Face Hub could not be reached in "
+                                                    f"{time.monotonic() - started:.0f} s ({e})")) from None
 
 
 def _explain(name: str, file: HubFile, error: Exception, seconds: float) -> str:
@@ -230,15 +256,13 @@ def _remove_cached(path: Path) -> None:
 
 def _progress_class(progress: Optional[Progress], show_bar: bool):
     """A tqdm class for ``hf_hub_download`` that reports bytes to ``progress`` (and draws a bar if asked)."""
-    if progress is None and show_bar:
-        return None  # huggingface_hub's own bar on stderr
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     class _Reporting(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs.pop("name", None)
-            if not show_bar:
-                kwargs["file"] = io.StringIO()
+            kwargs["disable"] = False  # huggingface_hub turns bars off away from a terminal; the count must run
+            kwargs["file"] = sys.stderr if show_bar else io.StringIO()
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):
