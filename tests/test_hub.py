@@ -141,7 +141,8 @@ def test_the_catalogue_lists_the_seed_geometry_and_the_picker_offers_it(hub_env)
         assert sum(p.numel() for p in model.parameters()) == entry.parameters
         assert tuple(model.patch_embed.grid_size) == entry.grid and entry.download_mb == round(4 * entry.parameters / 1e6)
     labels = {e.ref: e.label for e in list_models()}
-    assert labels["vit_base_patch16_224.augreg2_in21k_ft_in1k"].endswith("; 346 MB to download)")
+    assert labels["vit_base_patch16_224.augreg2_in21k_ft_in1k"] == (
+        "vit_base_patch16_224.augreg2_in21k_ft_in1k (ViT-B/16, the seed's geometry; 346 MB)")
 
 
 def _transformers_folder(tmp_path: Path, kind: str) -> tuple[torch.nn.Module, Path]:

@@ -121,11 +121,10 @@ def list_models() -> list[ModelEntry]:
                 kind = "unreadable sidecar"
             found.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})", kind, weights))
         entries.extend(sorted(found, key=lambda e: e.kind != "classifier"))  # a stable sort: by name within each group
-    from .hub import RANDOM_INIT, cached_weights, catalogue
+    from .hub import RANDOM_INIT, catalogue
 
-    for model in catalogue():
-        state = "downloaded" if cached_weights(model.name) else f"{model.download_mb} MB to download"
-        entries.append(ModelEntry(model.name, "timm", f"{model.name} ({model.title}; {state})", "pretrained"))
+    for model in catalogue():  # the label stays the same once downloaded: the picker keys its choice on it
+        entries.append(ModelEntry(model.name, "timm", f"{model.name} ({model.title}; {model.download_mb} MB)", "pretrained"))
     entries.extend(ModelEntry(f"{RANDOM_INIT}{name}", "timm", f"{name} (random init)", "random init")
                    for name in TIMM_SUGGESTIONS)
     return entries
