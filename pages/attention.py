@@ -16,7 +16,7 @@ PATCH = "A patch (click the image)"
 
 
 # One forward pass per (model, image); every slider and click below reuses it.
-@st.cache_data(max_entries=8, show_spinner="Running the model…")
+@ui.cache.bounded(spinner="Running the model…")  # bounded in bytes: 0.5 GB an image at 37x37 patches
 def cached_capture(_model: torch.nn.Module, model_key: str, image_key: str,
                    _inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     logits, attentions = attention.capture(_model, _inputs)

@@ -5,6 +5,7 @@ import streamlit as st
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
+from ui import cache as ui_cache
 from apptest import chart_specs, chart_titles, open_page
 from vitviz.attention import capture, query_map
 from vitviz.inputs import model_input
@@ -26,6 +27,7 @@ def forward_calls(monkeypatch):
 
     monkeypatch.setattr(VisionTransformer, "forward", counting)
     st.cache_data.clear()
+    ui_cache.clear_bounded()
     return calls
 
 

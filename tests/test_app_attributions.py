@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 
+from ui import cache as ui_cache
 from apptest import chart_specs, open_page
 from vitviz import faithfulness
 from vitviz.attributions import METHODS
@@ -31,6 +32,7 @@ def tiny_shapes(tmp_path, monkeypatch):
                                                            class_names=list(SHAPES_CLASSES)))
     monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
     st.cache_data.clear()
+    ui_cache.clear_bounded()
     return load_model(weights, device="cpu")
 
 
