@@ -26,6 +26,7 @@ model of your own and compare it with another).
 
 ref, model = ui.context.current_model()
 card = model.card
+ui.context.offer_imagenet_model(card)
 st.subheader(f"Model: {card.name}")
 for note in card.notes:
     st.warning(note)
@@ -43,7 +44,7 @@ st.markdown(
 | Where it came from | {card.provenance} |
 | Depth x width x heads | {card.depth} blocks x {card.embed_dim} x {card.num_heads} heads |
 | Prefix tokens | {card.num_prefix_tokens} ({', '.join(card.prefix_names) or 'no class token: the patch tokens are averaged'}) |
-| Classes | {classes} |
+| Classes | {classes}{f" ({card.label_set})" if card.label_set else ""} |
 | Jigsaw head | {f'yes, {card.jigsaw_grid[0]}x{card.jigsaw_grid[1]} positions' if card.has_jigsaw_head else 'no'} |
 | Normalisation | mean {tuple(round(m, 3) for m in card.mean)}, std {tuple(round(s, 3) for s in card.std)} |
 """

@@ -184,3 +184,30 @@ def test_a_transformers_checkpoint_by_hub_id(tmp_path, hub_env, monkeypatch):
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(images), reference(pixel_values=images).logits, atol=1e-4, rtol=1e-4)
+
+
+def _fake_cached(hf_home: Path, name: str, data: bytes) -> None:
+    """What a finished download leaves in the Hugging Face cache: a snapshot file and the ref to it."""
+    repo = hf_home / "hub" / f"models--timm--{name}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model.safetensors").write_bytes(data)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_home_offers_a_cached_imagenet_model_for_an_uploaded_photo(hub_env, monkeypatch):
+    from apptest import open_page, png_bytes
+
+    catalogue_name = "vit_small_patch16_224.augreg_in21k_ft_in1k"
+    at = open_page("home", model="starter-shapes", upload=("kite.png", png_bytes()))
+    assert not at.exception and not [b for b in at.button if b.key == "use_imagenet_model"]  # nothing cached yet
+    torch.manual_seed(0)
+    _fake_cached(hub_env, catalogue_name,
+                 save({k: v.contiguous() for k, v in timm.create_model("vit_small_patch16_224").state_dict().items()}))
+    at = open_page("home", model="starter-shapes", upload=("kite.png", png_bytes()))
+    assert any(catalogue_name in info.value and "already on this machine" in info.value for info in at.info), [i.value for i in at.info]
+    at.button(key="use_imagenet_model").click().run()
+    assert not at.exception and at.session_state["model_choice"].startswith(catalogue_name)  # the picker's choice
+    at = open_page("home", model=catalogue_name, upload=("kite.png", png_bytes()))  # and it loads from the cache
+    assert any(f"Model: {catalogue_name}" in h.value for h in at.subheader) and not at.info

@@ -125,3 +125,23 @@ def class_row_note(card: ModelCard) -> Optional[str]:
     return ("This model has a distillation token beside its class token. Rollout, gradient rollout and relevance "
             "read the **class token's** row; the model's prediction averages two heads, one on the class token and "
             "one on the distillation token (timm's `VisionTransformerDistilled` in eval mode).")
+
+
+def offer_imagenet_model(card: ModelCard) -> None:
+    """For an uploaded photo shown to a model that knows no everyday classes: offer a pretrained ImageNet
+    model of the catalogue that is already on this machine (no download), one click away."""
+    if st.session_state.get(IMAGE_SOURCE) != "Upload" or card.label_set.startswith("ImageNet"):
+        return
+    from vitviz.hub import cached_weights, catalogue
+    from vitviz.registry import list_models
+
+    labels = {entry.ref: entry.label for entry in list_models()}
+    ready = [m for m in catalogue() if m.classes.startswith("ImageNet") and m.name in labels and cached_weights(m.name)]
+    if not ready:
+        return
+    choice = ready[0]
+    known = f"only {card.num_classes} classes" if card.num_classes else "no classes"
+    st.info(f"**{card.name}** knows {known}; for a photo, **{choice.name}** ({choice.title}, {choice.trained_on}) "
+            "is already on this machine.")
+    st.button(f"Use {choice.name}", key="use_imagenet_model", icon=":material/swap_horiz:",
+              on_click=lambda: st.session_state.update(model_choice=labels[choice.name]))
