@@ -298,3 +298,19 @@ def test_maps_do_not_depend_on_the_callers_grad_mode(name, tiny_vit):
     else:  # a perturbation method needs no autograd: it works there too
         with torch.inference_mode():
             torch.testing.assert_close(method.attribute(images, 2, **options).patch, outside.patch)
+
+
+def test_each_method_states_its_cost_in_forward_passes(tiny_vit):
+    """What the page multiplies by one forward's seconds: counted the way each method runs the model."""
+    card = tiny_vit.card  # 32 px, 8 px patches: a 4x4 grid
+    assert METHODS["Integrated Gradients"].passes(card, n_steps=8) == 8 * 3  # a backward counts as two forwards
+    assert METHODS["Saliency"].passes(card) == 3 and METHODS["Relevance"].passes(card) == 3
+    assert METHODS["Attention rollout"].passes(card) == 1
+    assert METHODS["Occlusion"].passes(card) == 1 + 16 and METHODS["Occlusion"].passes(card, stride=4) == 1 + 7 * 7
+    assert METHODS["Feature ablation"].passes(card) == 1 + 16
+    counted = []  # and the count is what attribute really runs: every image the forward function sees
+    method = METHODS["Occlusion"](tiny_vit)
+    forward = method.forward_func
+    method.forward_func = lambda x: counted.append(len(x)) or forward(x)
+    method.attribute(torch.rand(1, 3, 32, 32), 1, perturbations_per_eval=5)
+    assert sum(counted) == METHODS["Occlusion"].passes(card)

@@ -154,6 +154,18 @@ class AttributionMethod:
     needs_gradients: ClassVar[bool] = False  # backpropagates: refused inside torch.inference_mode()
 
     @classmethod
+    def passes(cls, card: ModelCard, **options: Number) -> float:
+        """About how many plain forward passes of one image this method costs with ``options`` (the
+        keywords of ``attribute``): the images it runs the model on, a backward pass counted as two
+        forwards. What a page multiplies by one forward's seconds to say how long a map will take."""
+        return float(cls._rows(card, **options)) * (3.0 if cls.needs_gradients else 1.0)
+
+    @classmethod
+    def _rows(cls, card: ModelCard, **options: Number) -> int:
+        """How many images per input image the method runs the model on (``_maps``' ``rows_per_image``)."""
+        return 1
+
+    @classmethod
     def options_for(cls, **settings: Number) -> dict[str, Number]:
         """This method's ``attribute`` keywords for settings shared across methods.
 
@@ -275,7 +287,11 @@ class IntegratedGradients(GradientAttribution):
             return ig.attribute(inputs, baselines=_baseline(baseline, inputs, self.card), target=targets,
                                 n_steps=n_steps, method=method, internal_batch_size=internal_batch_size)
 
-        return self._maps(images, target, progress, n_steps, maths)
+        return self._maps(images, target, progress, self._rows(self.card, n_steps=n_steps), maths)
+
+    @classmethod
+    def _rows(cls, card: ModelCard, n_steps: int = 50, **_: Number) -> int:
+        return int(n_steps)
 
 
 class Saliency(GradientAttribution):
@@ -321,7 +337,11 @@ class SmoothGrad(GradientAttribution):
                                         nt_samples_batch_size=min(internal_batch_size, nt_samples),
                                         stdevs=stdev, target=targets, abs=True)
 
-        return self._maps(images, target, progress, nt_samples, maths)
+        return self._maps(images, target, progress, self._rows(self.card, nt_samples=nt_samples), maths)
+
+    @classmethod
+    def _rows(cls, card: ModelCard, nt_samples: int = 20, **_: Number) -> int:
+        return int(nt_samples)
 
 
 class GradientShap(GradientAttribution):
@@ -360,7 +380,11 @@ class GradientShap(GradientAttribution):
                                                     target=targets)
             return total / n_samples
 
-        return self._maps(images, target, progress, n_samples, maths)
+        return self._maps(images, target, progress, self._rows(self.card, n_samples=n_samples), maths)
+
+    @classmethod
+    def _rows(cls, card: ModelCard, n_samples: int = 20, **_: Number) -> int:
+        return int(n_samples)
 
 
 class Occlusion(PerturbationAttribution):
@@ -383,8 +407,7 @@ class Occlusion(PerturbationAttribution):
         _check_positive(stride=stride, perturbations_per_eval=perturbations_per_eval)
         if stride > p:
             raise ValueError(f"stride {stride} is larger than the {p}-pixel window: some pixels would never be occluded")
-        height, width = check_images(self.model, images).shape[-2:]
-        windows = ((height - p) // stride + 1) * ((width - p) // stride + 1)
+        check_images(self.model, images)
 
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
             return captum_attr.Occlusion(forward).attribute(
@@ -392,7 +415,13 @@ class Occlusion(PerturbationAttribution):
                 baselines=_baseline(baseline, inputs, self.card), target=targets,
                 perturbations_per_eval=perturbations_per_eval)
 
-        return self._maps(images, target, progress, 1 + windows, maths)
+        return self._maps(images, target, progress, self._rows(self.card, stride=stride), maths)
+
+    @classmethod
+    def _rows(cls, card: ModelCard, stride: Optional[int] = None, **_: Number) -> int:
+        (height, width), p = card.image_size, card.patch_size
+        stride = p if stride is None else stride
+        return 1 + ((height - p) // stride + 1) * ((width - p) // stride + 1)  # the image, then one per window
 
 
 class FeatureAblation(PerturbationAttribution):
@@ -417,7 +446,11 @@ class FeatureAblation(PerturbationAttribution):
                 inputs, baselines=_baseline(baseline, inputs, self.card), target=targets, feature_mask=feature_mask,
                 perturbations_per_eval=perturbations_per_eval)
 
-        return self._maps(images, target, progress, 1 + gh * gw, maths)
+        return self._maps(images, target, progress, self._rows(self.card), maths)
+
+    @classmethod
+    def _rows(cls, card: ModelCard, **_: Number) -> int:
+        return 1 + card.grid_size[0] * card.grid_size[1]  # the image, then one per patch
 
 
 class AttentionRollout(AttentionAttribution):
