@@ -3,6 +3,7 @@ on this image (deletion and insertion); on a shapes item, how much of each map f
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Optional
 
@@ -50,6 +51,16 @@ def cached_curves(_model: torch.nn.Module, model_key: str, image_key: str, metho
                                              progress=lambda done: bar.progress(0.5 + done / 2, text=f"{method}: insertion"))
     bar.empty()
     return deletion, insertion
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_forward_seconds(_model: torch.nn.Module, model_key: str, image_key: str, _inputs: torch.Tensor) -> float:
+    """One forward pass's seconds on this machine, the unit of every method's cost estimate."""
+    with torch.no_grad():
+        _model(_inputs)  # warm
+        start = time.perf_counter()
+        _model(_inputs)
+    return time.perf_counter() - start
 
 
 @st.cache_data(max_entries=4, show_spinner="Averaging 256 shapes training items: the colour deletion fills with…")
@@ -121,13 +132,31 @@ if not methods:
     st.info("Pick at least one method.")
     st.stop()
 
-results = {name: cached_maps(model, ctx.model_key, ctx.image_key, name, target,
-                             method_options(name, settings), ctx.inputs) for name in methods}
-scaled = {name: maps.scaled() for name, maps in results.items()}
-shown = {name: (maps.patch if resolution == "patches" else maps.pixel)[0] for name, maps in scaled.items()}
-ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask,
-                                        title=f"Evidence for {card.class_names[target]}, each map over its largest |value|"),
-               "attribution-maps", {name.replace(" ", "_"): value for name, value in shown.items()})
+# Cheapest first, each drawn as soon as it is done: rollout, saliency and relevance show in a second or two,
+# then each many-pass method with its progress bar and the time it is expected to take.
+costs = {name: METHODS[name].passes(card, **dict(method_options(name, settings))) for name in methods}
+seconds_per_pass = cached_forward_seconds(model, ctx.model_key, ctx.image_key, ctx.inputs)
+slot, note = st.empty(), st.empty()
+results: dict[str, AttributionMaps] = {}
+for name in sorted(methods, key=costs.get):
+    estimate = costs[name] * seconds_per_pass
+    if estimate > 1.0:
+        note.caption(f"**{name}**: about {costs[name]:.0f} forward passes, {estimate:.0f} s here "
+                     "(fewer path points or draws in Settings make it faster).")
+    results[name] = cached_maps(model, ctx.model_key, ctx.image_key, name, target, method_options(name, settings),
+                                ctx.inputs)
+    shown = {n: (results[n].scaled().patch if resolution == "patches" else results[n].scaled().pixel)[0]
+             for n in methods if n in results}  # in the order picked
+    pending = [n for n in methods if n not in results]
+    with slot.container():
+        ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask,
+                                                title=f"Evidence for {card.class_names[target]}, each map over its "
+                                                      f"largest |value|" + (f" (still to come: {', '.join(pending)})"
+                                                                            if pending else "")),
+                       "attribution-maps", {n.replace(" ", "_"): value for n, value in shown.items()},
+                       key=f"attribution-maps-{len(results)}")
+note.empty()
+results = {name: results[name] for name in methods}
 
 st.subheader("Deletion and insertion on this image")
 shapes_model = card.class_names == SHAPES_CLASSES
