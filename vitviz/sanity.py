@@ -44,7 +44,8 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from .inputs import TargetLike
+from .card import model_card
+from .inputs import TargetLike, resolve_targets
 
 __all__ = [
     "Explain",
@@ -137,11 +138,17 @@ def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: E
 
 
 def method_explainer(method: type, target: TargetLike, **options: object) -> Explain:
-    """An ``Explain`` for a ``vitviz.attributions`` method: its patch maps of ``target`` (fixed: the
-    class the trained model is explained for stays the class explained as the weights change)."""
+    """An ``Explain`` for a ``vitviz.attributions`` method: its patch maps of ``target`` with ``options``.
+
+    The target is fixed (the class the trained model is explained for stays the class explained as
+    the weights change); each image is explained on its own, as the Attributions view and the
+    benchmark do (SmoothGrad scales its noise to the batch's value range).
+    """
 
     def explain(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return method(model).attribute(images, target, **options).patch
+        targets = resolve_targets(target, len(images), model_card(model).num_classes)
+        return torch.cat([method(model).attribute(images[i:i + 1], int(targets[i]), **options).patch
+                          for i in range(len(images))])
 
     return explain
 
