@@ -36,8 +36,7 @@ from .models import ModelLoadError, load_model
 __all__ = ["CENTRE", "COLUMNS", "RANDOM", "RANDOMISATION_COLUMNS", "SCORE_COLUMNS", "build_parser", "evaluate",
            "format_table", "main", "shapes_pixel_mean"]
 
-RANDOM = "Random (chance)"
-CENTRE = "Centre bias"
+RANDOM, CENTRE = sanity.RANDOM, sanity.CENTRE
 # The scores of the first table, then the randomisation test's rank correlations: after the head, after the
 # head and every block, after everything (embeddings too).
 SCORE_COLUMNS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "mass_in_mask", "pointing_game")
@@ -93,10 +92,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks
     fill = faithfulness.mean_fill(model, pixel_mean)
     card = model.card
     grid = card.grid_size
-    baselines = {RANDOM: lambda m, x: sanity.random_map(len(x), grid, seed),
-                 CENTRE: lambda m, x: sanity.centre_map(len(x), grid)}
+    baselines = {name: (lambda m, x, name=name: sanity.baseline_maps(len(x), grid, seed)[name])
+                 for name in sanity.BASELINES}
     tested = inputs[:randomisation_items]
-    rows, per_item, curves, patches = [], {}, {}, {}
+    rows, per_item, randomisation, patches = [], {}, {}, {}
     for method in [*methods, *baselines]:
         name = method if isinstance(method, str) else method.name
         start = time.perf_counter()
@@ -114,23 +113,19 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks
             patch = torch.cat([m.patch for m in maps]).cpu()  # (N, gh, gw)
             pixel = torch.cat([m.pixel for m in maps]).cpu()  # (N, S, S)
         patches[name] = patch
-        deletion = faithfulness.deletion_curve(model, inputs, patch, targets, steps=steps, fill=fill,
-                                               batch_size=batch_size)
-        insertion = faithfulness.insertion_curve(model, inputs, patch, targets, steps=steps, batch_size=batch_size)
-        road = {order: faithfulness.road_curve(model, inputs, patch, targets, order=order, steps=road_steps,
-                                               noise=road_noise, seed=seed, batch_size=batch_size)
-                for order in ("morf", "lerf")}
+        curves = faithfulness.all_curves(model, inputs, patch, targets, steps=steps, fill=fill, road_steps=road_steps,
+                                         road_noise=road_noise, seed=seed, batch_size=batch_size)
         item = {
-            "deletion_auc": deletion.auc.cpu().tolist(),
-            "insertion_auc": insertion.auc.cpu().tolist(),
-            "road_morf": road["morf"].auc.cpu().tolist(),
-            "road_lerf": road["lerf"].auc.cpu().tolist(),
+            "deletion_auc": curves["deletion"].auc.cpu().tolist(),
+            "insertion_auc": curves["insertion"].auc.cpu().tolist(),
+            "road_morf": curves["road-morf"].auc.cpu().tolist(),
+            "road_lerf": curves["road-lerf"].auc.cpu().tolist(),
             "mass_in_mask": faithfulness.mass_in_mask(pixel, masks.cpu()).tolist(),
             "pointing_game": faithfulness.pointing_game(patch, masks.cpu()).float().tolist(),
         }
         per_item[name] = item
         cascade = sanity.cascading_randomisation(model, tested, explain, seed=seed) if len(tested) else []
-        curves[name] = [list(entry) for entry in cascade]
+        randomisation[name] = [list(entry) for entry in cascade]
         rows.append({"method": name, **{key: _mean(values) for key, values in item.items()},
                      **_randomisation_columns(cascade), "seconds_per_image": seconds})
         if log is not None:
@@ -141,7 +136,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks
         "labels": labels.cpu().tolist(),
         "rows": rows,
         "items": per_item,
-        "randomisation": curves,
+        "randomisation": randomisation,
         "agreement": {"methods": list(patches), "matrix": sanity.agreement(patches).tolist()},
     }
 

@@ -40,8 +40,10 @@ from .inputs import TargetLike, check_images, resolve_targets
 from .patches import grid_shape
 
 __all__ = [
+    "CURVE_KINDS",
     "Curve",
     "Steps",
+    "all_curves",
     "blur",
     "deletion_curve",
     "insertion_curve",
@@ -58,6 +60,14 @@ __all__ = [
 
 Steps = Literal["patch", "decile"]  # one patch at a time, or 10% of the patches at a time
 Order = Literal["morf", "lerf"]  # ROAD: most relevant first removed, or least relevant first
+CurveKind = Literal["deletion", "insertion", "road-morf", "road-lerf"]
+# Each curve kind: what it does to the patches, and whether a faithful map makes its score low or high.
+CURVE_KINDS: dict[str, tuple[str, Literal["lower", "higher"]]] = {
+    "deletion": ("deleted (dataset mean)", "lower"),
+    "insertion": ("revealed on a blurred copy", "higher"),
+    "road-morf": ("removed most relevant first (ROAD MoRF)", "lower"),
+    "road-lerf": ("removed least relevant first (ROAD LeRF)", "higher"),
+}
 
 # Noisy linear imputation's neighbour weights (Rong et al. 2022, and grad-cam's copy of their code):
 # (row offset, column offset) -> weight; the four sharing an edge weigh twice the four diagonal ones.
@@ -69,7 +79,7 @@ _NEIGHBOURS = {(0, 1): 1 / 6, (0, -1): 1 / 6, (1, 0): 1 / 6, (-1, 0): 1 / 6,
 class Curve:
     """A deletion, insertion or ROAD curve per image."""
 
-    kind: Literal["deletion", "insertion", "road-morf", "road-lerf"]
+    kind: CurveKind
     fractions: torch.Tensor  # (T,) share of the patches deleted, revealed or removed at each step, from 0
     probabilities: torch.Tensor  # (B, T) the target class's probability at each step
 
@@ -271,6 +281,29 @@ def road_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
 
     return _stepped_curve(f"road-{order}", model, original, ranks, counts, target, compose, batch_size, progress,
                           maps.device)
+
+
+def all_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target: TargetLike, *,
+               steps: Steps = "patch", fill: Optional[torch.Tensor] = None, road_steps: Steps = "decile",
+               road_noise: float = 0.01, seed: int = 0, batch_size: int = 64,
+               progress: Optional[Callable[[float], None]] = None) -> dict[str, Curve]:
+    """Deletion, insertion, ROAD MoRF and ROAD LeRF curves of the same maps, keyed by ``Curve.kind``.
+
+    Args:
+        steps, fill: deletion's and insertion's (``deletion_curve``); road_steps, road_noise, seed: ROAD's
+            (``road_curve``'s steps, noise and seed).
+        progress: called with the fraction of the four curves done.
+        Others as ``deletion_curve``.
+    """
+    def part(index: int) -> Optional[Callable[[float], None]]:
+        return None if progress is None else (lambda done: progress((index + done) / 4))
+
+    common = dict(batch_size=batch_size)
+    curves = [deletion_curve(model, images, maps, target, steps=steps, fill=fill, progress=part(0), **common),
+              insertion_curve(model, images, maps, target, steps=steps, progress=part(1), **common)]
+    curves += [road_curve(model, images, maps, target, order=order, steps=road_steps, noise=road_noise, seed=seed,
+                          progress=part(2 + index), **common) for index, order in enumerate(("morf", "lerf"))]
+    return {curve.kind: curve for curve in curves}
 
 
 def mask_fractions(masks: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:

@@ -48,8 +48,12 @@ from .card import model_card
 from .inputs import TargetLike, resolve_targets
 
 __all__ = [
+    "BASELINES",
+    "CENTRE",
     "Explain",
+    "RANDOM",
     "agreement",
+    "baseline_maps",
     "cascading_randomisation",
     "centre_map",
     "independent_randomisation",
@@ -61,6 +65,11 @@ __all__ = [
 
 # explain(model, images [B, 3, H, W]) -> maps [B, gh, gw]
 Explain = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+# The maps that know nothing of the model, by display name.
+RANDOM = "Random (chance)"
+CENTRE = "Centre bias"
+BASELINES = (RANDOM, CENTRE)
 
 # Module attributes after the blocks and before them, in a timm VisionTransformer.
 _HEAD = ("norm", "fc_norm", "attn_pool", "head", "head_dist")
@@ -78,8 +87,8 @@ def randomisation_parts(model: nn.Module) -> list[str]:
     return [name for name, _ in _parts(model)]
 
 
-def cascading_randomisation(model: nn.Module, images: torch.Tensor, explain: Explain,
-                            seed: int = 0) -> list[tuple[str, float]]:
+def cascading_randomisation(model: nn.Module, images: torch.Tensor, explain: Explain, seed: int = 0, *,
+                            progress: Optional[Callable[[float], None]] = None) -> list[tuple[str, float]]:
     """Adebayo et al.'s cascading model randomisation: how far a map stays alike as the model is re-initialised.
 
     On a copy of ``model`` (the model passed in is left untouched), the head is re-initialised,
@@ -92,6 +101,7 @@ def cascading_randomisation(model: nn.Module, images: torch.Tensor, explain: Exp
         explain: ``explain(model, images) -> [B, gh, gw]``, e.g. ``method_explainer(GradCAM, target)``;
             called on the copy, once trained and once after each step.
         seed: seeds the new weights (see the module docstring).
+        progress: called with the fraction of the maps computed, after each.
 
     Returns:
         One entry per step: (what has been randomised so far, e.g. ``"head + blocks 3-1"``, the
@@ -104,16 +114,18 @@ def cascading_randomisation(model: nn.Module, images: torch.Tensor, explain: Exp
     clone = copy.deepcopy(model).eval()
     parts = _parts(clone)
     reference = _explain(explain, clone, images)
+    _report(progress, 1, len(parts) + 1)
     results = []
     for index, (_, parameters) in enumerate(parts):
         _reinitialise(parameters, seed, index)
         results.append((_cascade_label([name for name, _ in parts[:index + 1]]),
                         _batch_mean(spearman(reference, _explain(explain, clone, images)))))
+        _report(progress, index + 2, len(parts) + 1)
     return results
 
 
-def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: Explain,
-                              seed: int = 0) -> list[tuple[str, float]]:
+def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: Explain, seed: int = 0, *,
+                              progress: Optional[Callable[[float], None]] = None) -> list[tuple[str, float]]:
     """The independent variant: each part re-initialised alone, the rest of the model trained.
 
     Args and errors as ``cascading_randomisation``; the parts come in the same order, each with the
@@ -126,6 +138,7 @@ def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: E
     clone = copy.deepcopy(model).eval()
     parts = _parts(clone)
     reference = _explain(explain, clone, images)
+    _report(progress, 1, len(parts) + 1)
     results = []
     for index, (name, parameters) in enumerate(parts):
         kept = [value.detach().clone() for _, value in parameters]
@@ -134,6 +147,7 @@ def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: E
         with torch.no_grad():
             for (_, value), trained in zip(parameters, kept):
                 value.copy_(trained)
+        _report(progress, index + 2, len(parts) + 1)
     return results
 
 
@@ -193,6 +207,11 @@ def agreement(maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
         for j in range(i, len(names)):
             matrix[i, j] = matrix[j, i] = _batch_mean(spearman(maps[first], maps[names[j]]))
     return matrix
+
+
+def baseline_maps(batch: int, grid_size: tuple[int, int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """The two baselines by display name: ``{RANDOM: random_map(...), CENTRE: centre_map(...)}``, each ``[B, gh, gw]``."""
+    return {RANDOM: random_map(batch, grid_size, seed), CENTRE: centre_map(batch, grid_size)}
 
 
 def random_map(batch: int, grid_size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -257,6 +276,11 @@ def _explain(explain: Explain, model: nn.Module, images: torch.Tensor) -> torch.
         raise ValueError(f"explain must return maps [B, gh, gw] for {len(images)} images, "
                          f"got {getattr(maps, 'shape', type(maps).__name__)}")
     return maps.detach()
+
+
+def _report(progress: Optional[Callable[[float], None]], done: int, total: int) -> None:
+    if progress is not None:
+        progress(done / total)
 
 
 def _batch_mean(values: torch.Tensor) -> float:
