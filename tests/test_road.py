@@ -147,3 +147,20 @@ def test_road_deciles_stop_at_ninety_percent_and_auc_is_the_mean_height():
     torch.testing.assert_close(curve.auc, by_hand)
     with pytest.raises(ValueError, match="order must be 'morf' or 'lerf'"):
         road_curve(model, image, maps, 0, order="both")
+
+
+def test_all_curves_are_the_four_curves_called_one_by_one():
+    from vitviz.faithfulness import all_curves, deletion_curve, insertion_curve
+
+    model = CentrePixel().eval()
+    image = torch.rand(1, 3, 3, 3, generator=torch.Generator().manual_seed(4))
+    maps = torch.rand(1, 3, 3, generator=torch.Generator().manual_seed(5))
+    seen = []
+    curves = all_curves(model, image, maps, 1, road_noise=0.2, seed=3, progress=seen.append)
+    assert list(curves) == ["deletion", "insertion", "road-morf", "road-lerf"]
+    expected = [deletion_curve(model, image, maps, 1), insertion_curve(model, image, maps, 1),
+                road_curve(model, image, maps, 1, order="morf", noise=0.2, seed=3),
+                road_curve(model, image, maps, 1, order="lerf", noise=0.2, seed=3)]
+    for curve, one in zip(curves.values(), expected):
+        torch.testing.assert_close(curve.probabilities, one.probabilities)
+    assert seen == sorted(seen) and seen[-1] == 1.0
