@@ -67,31 +67,30 @@ def cached_deletion_fill(image_size: int) -> list[float]:
     return shapes_pixel_mean(image_size)
 
 
-def trust_controls(probability: torch.Tensor, class_names: tuple[str, ...]) -> tuple[list[str], int, str]:
-    """Methods, the class they explain, and the randomisation test's variant."""
-    if "trust_methods" not in st.session_state:
-        st.session_state.trust_methods = DEFAULT_METHODS
-    if st.session_state.get("trust_class", 0) >= len(class_names):  # a class kept from a model with more classes
+def trust_controls(ctx: ui.Context) -> tuple[list[str], int, str]:
+    """Methods, the class they explain (the top prediction first), and the randomisation test's variant."""
+    names = ctx.card.class_names
+    probability = cached_probabilities(ctx.model, ctx.model_key, ctx.image_key, ctx.inputs)
+    ui.context.forget_on_new_input(ctx, "trust_class")
+    st.session_state.setdefault("trust_methods", DEFAULT_METHODS)
+    if st.session_state.get("trust_class", 0) >= len(names):  # a class kept from a model with more classes
         del st.session_state["trust_class"]
     left, middle, right = st.columns([3, 2, 2])
     methods = left.multiselect("Methods", list(METHODS), key="trust_methods",
                                help="Each method's map is computed once per step of the test, on a copy of the model.")
-    order = probability.argsort(descending=True).tolist()
-    target = middle.selectbox("Class to explain", order, key="trust_class",
-                              format_func=lambda c: f"{class_names[c]} ({c}), p = {probability[c]:.1%}")
+    target = middle.selectbox("Class to explain", probability.argsort(descending=True).tolist(), key="trust_class",
+                              format_func=lambda c: f"{names[c]} ({c}), p = {probability[c]:.1%}")
     mode = right.radio("Randomisation", list(MODES), key="trust_mode")
     return methods, int(target), MODES[mode]
 
 
 st.title("Trust")
 ctx = ui.current()
-card, model = ctx.card, ctx.model
-if not card.num_classes:
-    st.info(f"**{card.name}** has no classification head: there is no class score to explain.")
+if not ctx.card.num_classes:
+    st.info(f"**{ctx.card.name}** has no classification head: there is no class score to explain.")
     st.stop()
-probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
-ui.context.forget_on_new_input(ctx, "trust_class")
-methods, target, mode = trust_controls(probability, card.class_names)
+methods, target, mode = trust_controls(ctx)
+card, model = ctx.card, ctx.model
 st.caption(f"{ctx.image_label}. Each map explains **{card.class_names[target]}**. Two maps that never look at the "
            "model stand beside the methods: a seeded random map (chance) and a centre-biased map (objects are "
            "often in the middle).")

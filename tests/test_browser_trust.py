@@ -7,21 +7,13 @@ With the bundled ``starter-shapes`` classifier when it is installed, else a tiny
 import pytest
 
 from browser import assert_no_exception, choose, open_app, open_view, plot_layouts, wait_for_plots, wait_idle
-from conftest import running_app, starter_or_tiny
-from test_browser_attributions import _tiny_shapes
+from test_browser_attributions import shapes_app  # noqa: F401  (the fixture: the app on a shapes classifier)
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def trust_app(tmp_path_factory, output_dir):
-    name, env = starter_or_tiny("starter-shapes", tmp_path_factory.mktemp("models"), _tiny_shapes)
-    with running_app(output_dir / "streamlit-trust-server.log", env=env) as server:
-        yield server, name
-
-
-def test_the_sanity_check_figure_and_its_company(browser, trust_app, output_dir):
-    server, model_name = trust_app
+def test_the_sanity_check_figure_and_its_company(browser, shapes_app, output_dir):  # noqa: F811
+    server, model_name = shapes_app
     page = open_app(browser, server.url)
     try:
         choose(page, "Model", f"{model_name} (classifier)", where='[data-testid="stSidebar"]')

@@ -11,7 +11,8 @@ each method derives from the base class of its family, which reads its maps:
         GradientAttribution       IntegratedGradients, Saliency, SmoothGrad, GradientShap
         PerturbationAttribution   Occlusion, FeatureAblation
         AttentionAttribution      AttentionRollout, GradientRollout, Relevance
-        CAMAttribution            GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, EigenCAM, ScoreCAM, AblationCAM
+        CAMAttribution            GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, EigenCAM,
+                                  ScoreCAM, AblationCAM (through _PerChannelCAM)
 
 Each method declares its tunable keyword options as data (``options``: ``Option`` entries with
 their defaults, ranges and labels), some of them answering to a setting shared across methods
@@ -740,50 +741,52 @@ class EigenCAM(CAMAttribution):
     cam_name = "EigenCAM"
 
 
-class ScoreCAM(CAMAttribution):
-    """Score-CAM (Wang et al. 2020): each channel, upsampled to the image and min-max scaled, masks the
-    (normalised) input; the channel weights are the softmax over channels of the target logits of
-    the masked inputs. One forward pass per channel (``embed_dim`` per image), no gradient."""
+class _PerChannelCAM(CAMAttribution):
+    """The CAMs that run one forward pass per channel of the layer (``embed_dim`` per image) and no gradient."""
 
-    name = "Score-CAM"
-    cam_name = "ScoreCAM"
     options = (*CAMAttribution.options,
-               Option("batch_size", "masked copies per forward pass", 16, 1, 256, setting="batch_size"))
-
-    def attribute(self, images: torch.Tensor, target: TargetLike, *, block: int = -1, batch_size: int = 16,
-                  progress: Optional[Progress] = None) -> AttributionMaps:
-        """Args:
-            block: the block whose first norm is read (Python indexing: -1 is the last).
-            batch_size: masked copies of one image per forward pass (the package's default, 16).
-        """
-        _check_positive(batch_size=batch_size)
-        return self._cam(images, target, block, progress, extra_rows=self.card.embed_dim, batch_size=batch_size)
-
-
-class AblationCAM(CAMAttribution):
-    """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the target logit,
-    ``(y - y_k) / y``, when channel k of the layer's tokens (prefix tokens included) is ablated: set to zero
-    when the layer's smallest value is zero, else far below it (the package's rule, for layers whose
-    values can be negative, like a norm's). Uses the package's ViT ablation layer (``AblationLayerVit``).
-    One forward pass per channel, no gradient."""
-
-    name = "Ablation-CAM"
-    cam_name = "AblationCAM"
-    options = (*CAMAttribution.options,
-               Option("batch_size", "ablated copies per forward pass", 32, 1, 256, setting="batch_size"))
+               Option("batch_size", "perturbed copies per forward pass", 32, 1, 256, setting="batch_size"))
+    passes: ClassVar[int] = 1  # forward passes over the batch besides the per-channel ones
 
     def attribute(self, images: torch.Tensor, target: TargetLike, *, block: int = -1, batch_size: int = 32,
                   progress: Optional[Progress] = None) -> AttributionMaps:
         """Args:
             block: the block whose first norm is read (Python indexing: -1 is the last).
-            batch_size: ablated copies of one image per forward pass (the package's default, 32).
+            batch_size: perturbed copies of one image per forward pass (it changes the speed, not the map).
         """
+        _check_positive(batch_size=batch_size)
+        return self._cam(images, target, block, progress, extra_rows=self.passes - 1 + self.card.embed_dim,
+                         batch_size=batch_size, **self._arguments())
+
+    def _arguments(self) -> dict[str, object]:
+        """Keyword arguments of the grad-cam class beyond the model, layer and reshape."""
+        return {}
+
+
+class ScoreCAM(_PerChannelCAM):
+    """Score-CAM (Wang et al. 2020): each channel, upsampled to the image and min-max scaled, masks the
+    (normalised) input; the channel weights are the softmax over channels of the target logits of
+    the masked inputs."""
+
+    name = "Score-CAM"
+    cam_name = "ScoreCAM"
+
+
+class AblationCAM(_PerChannelCAM):
+    """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the target logit,
+    ``(y - y_k) / y``, when channel k of the layer's tokens (prefix tokens included) is ablated: set to zero
+    when the layer's smallest value is zero, else far below it (the package's rule, for layers whose
+    values can be negative, like a norm's). Uses the package's ViT ablation layer (``AblationLayerVit``);
+    one pass more than Score-CAM, for the unablated scores."""
+
+    name = "Ablation-CAM"
+    cam_name = "AblationCAM"
+    passes = 2
+
+    def _arguments(self) -> dict[str, object]:
         from pytorch_grad_cam.ablation_layer import AblationLayerVit
 
-        _check_positive(batch_size=batch_size)
-        # A fresh ablation layer per call: it holds the batch being ablated.
-        return self._cam(images, target, block, progress, extra_rows=1 + self.card.embed_dim,
-                         ablation_layer=AblationLayerVit(), batch_size=batch_size)
+        return {"ablation_layer": AblationLayerVit()}  # a fresh one per call: it holds the batch being ablated
 
 
 METHODS.update({cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, EigenCAM, ScoreCAM,

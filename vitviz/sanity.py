@@ -111,17 +111,7 @@ def cascading_randomisation(model: nn.Module, images: torch.Tensor, explain: Exp
     Raises:
         ValueError: a model without ``blocks``; maps that are not ``[B, gh, gw]``.
     """
-    clone = copy.deepcopy(model).eval()
-    parts = _parts(clone)
-    reference = _explain(explain, clone, images)
-    _report(progress, 1, len(parts) + 1)
-    results = []
-    for index, (_, parameters) in enumerate(parts):
-        _reinitialise(parameters, seed, index)
-        results.append((_cascade_label([name for name, _ in parts[:index + 1]]),
-                        _batch_mean(spearman(reference, _explain(explain, clone, images)))))
-        _report(progress, index + 2, len(parts) + 1)
-    return results
+    return _randomise(model, images, explain, seed, progress, cumulative=True)
 
 
 def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: Explain, seed: int = 0, *,
@@ -135,20 +125,7 @@ def independent_randomisation(model: nn.Module, images: torch.Tensor, explain: E
         One entry per part: (the part, ``"head"``, ``"block i"`` or ``"embeddings"``, the batch-mean
         Spearman rank correlation with the trained model's map).
     """
-    clone = copy.deepcopy(model).eval()
-    parts = _parts(clone)
-    reference = _explain(explain, clone, images)
-    _report(progress, 1, len(parts) + 1)
-    results = []
-    for index, (name, parameters) in enumerate(parts):
-        kept = [value.detach().clone() for _, value in parameters]
-        _reinitialise(parameters, seed, index)
-        results.append((name, _batch_mean(spearman(reference, _explain(explain, clone, images)))))
-        with torch.no_grad():
-            for (_, value), trained in zip(parameters, kept):
-                value.copy_(trained)
-        _report(progress, index + 2, len(parts) + 1)
-    return results
+    return _randomise(model, images, explain, seed, progress, cumulative=False)
 
 
 def method_explainer(method: type, target: TargetLike, **options: object) -> Explain:
@@ -231,6 +208,27 @@ def centre_map(batch: int, grid_size: tuple[int, int], sigma: Optional[float] = 
     cols = torch.arange(gw, dtype=torch.float32) - (gw - 1) / 2
     squared = rows[:, None] ** 2 + cols[None, :] ** 2  # (gh, gw)
     return torch.exp(-squared / (2 * sigma ** 2)).expand(batch, gh, gw).clone()
+
+
+def _randomise(model: nn.Module, images: torch.Tensor, explain: Explain, seed: int,
+               progress: Optional[Callable[[float], None]], cumulative: bool) -> list[tuple[str, float]]:
+    """Both tests on a deep copy: each part re-initialised in turn, kept so (cumulative) or restored after its map."""
+    clone = copy.deepcopy(model).eval()
+    parts = _parts(clone)
+    reference = _explain(explain, clone, images)
+    _report(progress, 1, len(parts) + 1)
+    results = []
+    for index, (name, parameters) in enumerate(parts):
+        kept = None if cumulative else [value.detach().clone() for _, value in parameters]
+        _reinitialise(parameters, seed, index)
+        label = _cascade_label([part for part, _ in parts[:index + 1]]) if cumulative else name
+        results.append((label, _batch_mean(spearman(reference, _explain(explain, clone, images)))))
+        if kept is not None:
+            with torch.no_grad():
+                for (_, value), trained in zip(parameters, kept):
+                    value.copy_(trained)
+        _report(progress, index + 2, len(parts) + 1)
+    return results
 
 
 def _parts(model: nn.Module) -> list[tuple[str, list[tuple[str, nn.Parameter]]]]:

@@ -115,19 +115,15 @@ def removal_curves(curves: Mapping[str, Mapping[str, Curve]], item: int = 0, per
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.18,
                         shared_yaxes=True)
     for index, name in enumerate(names):
-        row, col = divmod(index, cols)
         for kind, curve in curves[name].items():
-            what, better = kinds[kind]
-            fig.add_trace(go.Scatter(
-                x=curve.fractions.cpu().numpy(), y=curve.probabilities[item].float().cpu().numpy(), mode="lines",
-                name=f"patches {what}: {better} is better", legendgroup=kind, showlegend=index == 0,
-                line=dict(color=_KIND_COLOURS.get(kind, "#333333")),
-                hovertemplate=f"{name}, {kind}<br>" + "%{x:.0%} of the patches: p = %{y:.3f}<extra></extra>"),
-                row=row + 1, col=col + 1)
-    fig.update_xaxes(range=[0, 1], tickformat=".0%")
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_xaxes(title_text="patches changed", row=rows)
-    fig.update_yaxes(title_text="target probability", col=1)
+            trace = go.Scatter(x=curve.fractions.cpu().numpy(), y=curve.probabilities[item].float().cpu().numpy(),
+                               mode="lines", legendgroup=kind, showlegend=index == 0,
+                               name="patches {}: {} is better".format(*kinds[kind]),
+                               line=dict(color=_KIND_COLOURS.get(kind, "#333333")),
+                               hovertemplate=f"{name}, {kind}<br>%{{x:.0%}} of the patches: p = %{{y:.3f}}<extra></extra>")
+            fig.add_trace(trace, row=index // cols + 1, col=index % cols + 1)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="patches changed", showticklabels=True)
+    fig.update_yaxes(range=[0, 1.02], title_text="target probability")
     fig.update_layout(title="Target probability as patches are deleted, revealed, or removed and imputed (ROAD)",
                       height=140 + rows * height_per_row, margin=dict(l=0, r=0, t=110, b=0),
                       legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0, xanchor="left", yref="container"))
