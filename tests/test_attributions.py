@@ -14,6 +14,7 @@ from vitviz.attributions import (
     SETTINGS,
     AttentionAttribution,
     AttentionRollout,
+    CAMAttribution,
     FeatureAblation,
     GradientAttribution,
     GradientRollout,
@@ -254,7 +255,8 @@ def test_bad_inputs_are_named():
 
 # --- options declared by each method ---------------------------------------------------------------
 
-FAMILIES = {"gradient": GradientAttribution, "perturbation": PerturbationAttribution, "attention": AttentionAttribution}
+FAMILIES = {"gradient": GradientAttribution, "perturbation": PerturbationAttribution, "attention": AttentionAttribution,
+            "cam": CAMAttribution}
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -202,7 +202,7 @@ def test_evaluate_scores_a_model_that_reads_one_patch():
     """Every captum method finds the one patch read: all its mass in a mask over it, the pointing game won."""
     from vitviz.attributions import (FeatureAblation, GradientShap, IntegratedGradients, Occlusion, Saliency,
                                      SmoothGrad)
-    from vitviz.explanation_benchmark import RANDOM, evaluate
+    from vitviz.explanation_benchmark import CENTRE, RANDOM, evaluate
 
     model = PatchMeans(torch.tensor([[0.0, 0.0], [0.0, 2.0]])).eval()
     images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -211,7 +211,7 @@ def test_evaluate_scores_a_model_that_reads_one_patch():
     result = evaluate(model, images, torch.zeros(4, dtype=torch.long), masks, methods=methods, target="label",
                       ig_steps=4, samples=2, seed=0)
     rows = {row["method"]: row for row in result["rows"]}
-    assert list(rows) == [m.name for m in methods] + [RANDOM]
+    assert list(rows) == [m.name for m in methods] + [RANDOM, CENTRE]
     for method in methods:
         assert rows[method.name]["mass_in_mask"] == pytest.approx(1.0)
         assert rows[method.name]["pointing_game"] == 1.0
@@ -235,27 +235,35 @@ def test_evaluate_command_on_a_tiny_run(tmp_path, capsys):
 
     from vitviz.data import SHAPES_CLASSES
     from vitviz.attributions import METHODS
-    from vitviz.explanation_benchmark import COLUMNS, RANDOM, main
+    from vitviz.explanation_benchmark import CENTRE, COLUMNS, RANDOM, main
 
     weights = tiny_classifier(tmp_path / "tiny-shapes.safetensors", SHAPES_CLASSES)
     out = tmp_path / "results" / "tiny"
     assert main([str(weights), "--items", "2", "--ig-steps", "4", "--samples", "2", "--fill-items", "2",
                  "--batch-size", "16", "--device", "cpu", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "tiny-shapes: accuracy" in printed and "Relevance" in printed
+    assert "tiny-shapes: accuracy" in printed and "Relevance" in printed and "Cascading model randomisation" in printed
 
     with open(out.with_name("tiny.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert [row["method"] for row in rows] == [*METHODS, RANDOM]
+    assert [row["method"] for row in rows] == [*METHODS, RANDOM, CENTRE]
     assert list(rows[0]) == list(COLUMNS)
     for row in rows:
-        for key in ("deletion_auc", "insertion_auc", "mass_in_mask"):
+        for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "mass_in_mask"):
             assert 0 <= float(row[key]) <= 1
         assert float(row["pointing_game"]) in (0.0, 0.5, 1.0)
-    assert all(float(row["seconds_per_image"]) > 0 for row in rows[:-1])
+        for key in ("rho_head", "rho_blocks", "rho_all"):  # NaN where every map went constant
+            assert row[key] == "nan" or -1 <= float(row[key]) <= 1, row
+    assert all(float(row["seconds_per_image"]) > 0 for row in rows[:-2])
+    for baseline in rows[-2:]:  # maps that never look at the model stay as they were
+        assert [float(baseline[key]) for key in ("rho_head", "rho_blocks", "rho_all")] == pytest.approx([1.0] * 3)
 
     document = json.loads(out.with_name("tiny.json").read_text())
     assert document["settings"]["items"] == 2 and document["settings"]["ig_steps"] == 4
+    assert document["settings"]["randomisation_items"] == 2
+    assert [label for label, _ in document["randomisation"]["Grad-CAM"]] == ["head", "head + block 0",
+                                                                            "head + block 0 + embeddings"]
+    assert len(document["agreement"]["matrix"]) == len(METHODS) + 2
     assert len(document["labels"]) == 2 and len(document["items"]["Saliency"]["insertion_auc"]) == 2
     saliency = next(row for row in document["rows"] if row["method"] == "Saliency")
     assert saliency["deletion_auc"] == pytest.approx(sum(document["items"]["Saliency"]["deletion_auc"]) / 2)

@@ -11,6 +11,8 @@ each method derives from the base class of its family, which reads its maps:
         GradientAttribution       IntegratedGradients, Saliency, SmoothGrad, GradientShap
         PerturbationAttribution   Occlusion, FeatureAblation
         AttentionAttribution      AttentionRollout, GradientRollout, Relevance
+        CAMAttribution            GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, EigenCAM,
+                                  ScoreCAM, AblationCAM (through _PerChannelCAM)
 
 Each method declares its tunable keyword options as data (``options``: ``Option`` entries with
 their defaults, ranges and labels), some of them answering to a setting shared across methods
@@ -33,6 +35,10 @@ How each family's map is read:
                   drop of the windows over it), patch map = mean over the patch's pixels.
     attention     attention rollout, gradient rollout, relevance (``vitviz.attention``): computed
                   on the patch grid; the pixel map repeats each patch's value over its pixels.
+    cam           Grad-CAM and its family, from the ``grad-cam`` package (``pytorch_grad_cam``) on one
+                  block's first norm, its tokens reshaped to the patch grid (``cam_reshape_transform``):
+                  the package's map on the grid (ReLU, min-max scaled to [0, 1]) is the patch map; the
+                  pixel map is the package's own bilinear upsampling of it.
 
 Baselines (the "absent" input that gradient and perturbation methods compare against):
 
@@ -47,6 +53,7 @@ puts every map on one scale [-1, 1] for side-by-side display.
 
 from __future__ import annotations
 
+import copy
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -64,17 +71,23 @@ from .inputs import TargetLike, check_images, require_autograd, resolve_targets
 from .patches import grid_shape
 
 __all__ = [
+    "AblationCAM",
     "AttentionAttribution",
     "AttentionRollout",
     "AttributionMaps",
     "AttributionMethod",
     "BaselineLike",
+    "CAMAttribution",
+    "EigenCAM",
     "FeatureAblation",
+    "GradCAM",
+    "GradCAMPlusPlus",
     "GradientAttribution",
     "GradientRollout",
     "GradientShap",
     "IntegratedGradients",
     "Kind",
+    "LayerCAM",
     "METHODS",
     "Occlusion",
     "Option",
@@ -83,14 +96,17 @@ __all__ = [
     "Relevance",
     "SETTINGS",
     "Saliency",
+    "ScoreCAM",
     "Setting",
     "SmoothGrad",
     "TargetLike",
+    "XGradCAM",
+    "cam_reshape_transform",
     "method_by_name",
     "setting_users",
 ]
 
-Kind = Literal["gradient", "perturbation", "attention"]
+Kind = Literal["gradient", "perturbation", "attention", "cam"]
 BaselineLike = Union[Literal["mean", "black"], torch.Tensor]
 Progress = Callable[[float], None]  # called with the fraction of the work done, in [0, 1]
 Number = Union[int, float]
@@ -596,3 +612,245 @@ def _check_positive(**values: int) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be a positive whole number, not {value!r}")
+
+
+# --- the CAM family, through the grad-cam package ------------------------------------------------------------------
+
+
+def cam_reshape_transform(card: ModelCard, grid_size: Optional[tuple[int, int]] = None
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The ``reshape_transform`` the grad-cam package takes for a ViT: tokens ``[B, N, D]`` to ``[B, D, gh, gw]``.
+
+    The first ``card.num_prefix_tokens`` tokens (class token, distillation token, registers, in any
+    number; none for a model without them) are dropped and the ``gh*gw`` patch tokens, in raster
+    order, are laid out on the grid with one channel per embedding dimension: the layout of a CNN's
+    feature map, which every grad-cam method reads (the package's ViT tutorial writes the same
+    function for one class token on a 14x14 grid).
+
+    Args:
+        card: the model's card: its prefix tokens and, by default, its grid.
+        grid_size: ``(gh, gw)`` of the images being explained; None is ``card.grid_size``.
+
+    Returns:
+        The transform. It raises ``ValueError`` for tokens that are not ``[B, P + gh*gw, D]``.
+    """
+    prefix = card.num_prefix_tokens
+    gh, gw = card.grid_size if grid_size is None else grid_size
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 3 or tokens.shape[1] != prefix + gh * gw:
+            raise ValueError(f"expected tokens [B, {prefix} + {gh}*{gw}, D] for {card.name}, "
+                             f"got shape {tuple(tokens.shape)}")
+        patches = tokens[:, prefix:]  # (B, gh*gw, D)
+        return patches.reshape(len(tokens), gh, gw, tokens.shape[2]).permute(0, 3, 1, 2)  # (B, D, gh, gw)
+
+    return reshape
+
+
+class CAMAttribution(AttributionMethod):
+    """Class activation maps from the ``grad-cam`` package (Gildenblat et al., ``pytorch_grad_cam``), on one block.
+
+    Each method weighs the channels of a layer's patch tokens (the embedding dimensions, laid out
+    on the grid by ``cam_reshape_transform``) and sums them into one map on the patch grid, which
+    the package passes through a ReLU and min-max scales to [0, 1]. That grid map is the patch map;
+    the pixel map is the package's own upsampling of it (``scale_cam_image``: bilinear, scaled
+    again), the map the package returns when called on the model directly.
+
+    The layer is block ``block``'s first norm (``norm1``; ``in_norm`` in timm's
+    ``ParallelScalingBlock``), by default in the last block, as the package advises for ViTs: the
+    class token reads the patch tokens through that block's attention, so its first norm's patch
+    tokens carry the class score's gradient, while the last block's output patch tokens do not
+    reach the class token at all.
+
+    The package runs on a copy of the module tree that shares the model's weights (frozen, so a
+    backward pass stores no parameter gradients): its hooks, and Ablation-CAM's temporary swap of
+    the layer, stay off the model that every app session shares. Gradients reach the layer through
+    the input, which is made to require them.
+    """
+
+    kind = "cam"
+    cam_name: ClassVar[str]  # the grad-cam class, imported when first used (the package pulls in OpenCV)
+    options = (Option("block", "block whose first norm is read (-1 is the last)", -1, -12, -1),)
+
+    def attribute(self, images: torch.Tensor, target: TargetLike, *, block: int = -1,
+                  progress: Optional[Progress] = None) -> AttributionMaps:
+        """Args:
+            block: the block whose first norm is read (Python indexing: -1 is the last).
+        """
+        return self._cam(images, target, block, progress)
+
+    def _cam(self, images: torch.Tensor, target: TargetLike, block: int, progress: Optional[Progress],
+             extra_rows: int = 0, **arguments: object) -> AttributionMaps:
+        """Run the grad-cam class ``cam_name`` on ``block``'s first norm.
+
+        ``extra_rows``: forward rows per image beyond the first pass (one per channel for Score-CAM
+        and Ablation-CAM), for ``progress``; ``arguments`` go to the class.
+        """
+        depth = len(self.model.blocks)
+        if isinstance(block, bool) or not isinstance(block, int) or not -depth <= block < depth:
+            raise ValueError(f"block {block!r} is not a block of {self.card.name}, which has {depth} "
+                             f"(0 to {depth - 1}, or -{depth} to -1 from the end)")
+        rows_per_image = 1 + extra_rows
+        settings = {key: arguments.pop(key) for key in ("batch_size",) if key in arguments}
+
+        def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
+            import pytorch_grad_cam
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+            grid = _grid(inputs, self.card)
+            clone = _frozen_copy(self.model)
+            counted = _CountedModel(clone, _CountingForward(clone, len(inputs) * rows_per_image, forward.progress))
+            cam = getattr(pytorch_grad_cam, self.cam_name)(
+                counted, target_layers=[_first_norm(clone.blocks[block])],
+                reshape_transform=cam_reshape_transform(self.card, grid), **arguments)
+            for key, value in settings.items():
+                setattr(cam, key, value)  # Score-CAM reads its batch size as an attribute
+            gh, gw = grid
+            cam.get_target_width_height = lambda _inputs: (gw, gh)  # the map on the grid, not upsampled
+            try:
+                maps = cam(inputs, [ClassifierOutputTarget(int(t)) for t in targets])  # (B, gh, gw) in [0, 1]
+            finally:
+                cam.activations_and_grads.release()
+            return torch.from_numpy(maps)
+
+        return self._maps(images, target, progress, rows_per_image, maths)
+
+    def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
+        # The copy's weights are frozen: the layer's gradient flows from the input.
+        return inputs.requires_grad_(True) if self.needs_gradients else inputs
+
+    def _read(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from pytorch_grad_cam.utils.image import scale_cam_image
+
+        patch = output.float()  # (B, gh, gw)
+        patch_size = self.card.patch_size
+        size = (patch.shape[2] * patch_size, patch.shape[1] * patch_size)  # (W, H), as cv2 takes it
+        # As the package's __call__: upsample each min-max scaled map, then min-max scale the result.
+        pixel = scale_cam_image(scale_cam_image(patch.numpy(), size))  # (B, H, W)
+        return patch, torch.from_numpy(pixel)
+
+
+class GradCAM(CAMAttribution):
+    """Grad-CAM (Selvaraju et al. 2017): channels weighted by the mean gradient of the target logit over the grid."""
+
+    name = "Grad-CAM"
+    cam_name = "GradCAM"
+    needs_gradients = True
+
+
+class GradCAMPlusPlus(CAMAttribution):
+    """Grad-CAM++ (Chattopadhay et al. 2018): channel weights from positive gradients, with the second- and
+    third-order terms of an exponential score, so that several instances of a class all count."""
+
+    name = "Grad-CAM++"
+    cam_name = "GradCAMPlusPlus"
+    needs_gradients = True
+
+
+class XGradCAM(CAMAttribution):
+    """XGrad-CAM (Fu et al. 2020): channels weighted by the gradient times the activation, normalised by the
+    channel's sum over the grid (the weights that make the map satisfy the paper's sensitivity and conservation)."""
+
+    name = "XGrad-CAM"
+    cam_name = "XGradCAM"
+    needs_gradients = True
+
+
+class LayerCAM(CAMAttribution):
+    """LayerCAM (Jiang et al. 2021): each activation weighted by its own positive gradient, element by element
+    (no averaging over the grid), then summed over channels."""
+
+    name = "LayerCAM"
+    cam_name = "LayerCAM"
+    needs_gradients = True
+
+
+class EigenCAM(CAMAttribution):
+    """EigenCAM (Muhammad & Yeasin 2020): the patch tokens' projection on their first principal component.
+    No gradient and no class: the same map for every target (which is only checked); the sign of a
+    principal component is arbitrary, so the map may mark the background instead of the object."""
+
+    name = "EigenCAM"
+    cam_name = "EigenCAM"
+
+
+class _PerChannelCAM(CAMAttribution):
+    """The CAMs that run one forward pass per channel of the layer (``embed_dim`` per image) and no gradient."""
+
+    options = (*CAMAttribution.options,
+               Option("batch_size", "perturbed copies per forward pass", 32, 1, 256, setting="batch_size"))
+    passes: ClassVar[int] = 1  # forward passes over the batch besides the per-channel ones
+
+    def attribute(self, images: torch.Tensor, target: TargetLike, *, block: int = -1, batch_size: int = 32,
+                  progress: Optional[Progress] = None) -> AttributionMaps:
+        """Args:
+            block: the block whose first norm is read (Python indexing: -1 is the last).
+            batch_size: perturbed copies of one image per forward pass (it changes the speed, not the map).
+        """
+        _check_positive(batch_size=batch_size)
+        return self._cam(images, target, block, progress, extra_rows=self.passes - 1 + self.card.embed_dim,
+                         batch_size=batch_size, **self._arguments())
+
+    def _arguments(self) -> dict[str, object]:
+        """Keyword arguments of the grad-cam class beyond the model, layer and reshape."""
+        return {}
+
+
+class ScoreCAM(_PerChannelCAM):
+    """Score-CAM (Wang et al. 2020): each channel, upsampled to the image and min-max scaled, masks the
+    (normalised) input; the channel weights are the softmax over channels of the target logits of
+    the masked inputs."""
+
+    name = "Score-CAM"
+    cam_name = "ScoreCAM"
+
+
+class AblationCAM(_PerChannelCAM):
+    """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the target logit,
+    ``(y - y_k) / y``, when channel k of the layer's tokens (prefix tokens included) is ablated: set to zero
+    when the layer's smallest value is zero, else far below it (the package's rule, for layers whose
+    values can be negative, like a norm's). Uses the package's ViT ablation layer (``AblationLayerVit``);
+    one pass more than Score-CAM, for the unablated scores."""
+
+    name = "Ablation-CAM"
+    cam_name = "AblationCAM"
+    passes = 2
+
+    def _arguments(self) -> dict[str, object]:
+        from pytorch_grad_cam.ablation_layer import AblationLayerVit
+
+        return {"ablation_layer": AblationLayerVit()}  # a fresh one per call: it holds the batch being ablated
+
+
+METHODS.update({cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, EigenCAM, ScoreCAM,
+                                          AblationCAM)})
+
+
+class _CountedModel(nn.Module):
+    """``model`` behind a module whose forward counts rows for ``progress``; the model stays its child, so
+    the package finds its layers, parameters and device through it."""
+
+    def __init__(self, model: nn.Module, counter: _CountingForward):
+        super().__init__()
+        self.model = model
+        self.counter = counter  # not a module: the model is registered once, above
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.counter(inputs)
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of the module tree whose parameters and buffers are the model's own storage (no weight is copied),
+    its parameters frozen (``requires_grad=False``): hooks and layer swaps on it leave the model alone."""
+    memo: dict[int, object] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
+    memo.update({id(b): b for b in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def _first_norm(block: nn.Module) -> nn.Module:
+    """A block's first norm: ``norm1`` (timm's ``Block``, ``ResPostBlock``) or ``in_norm`` (``ParallelScalingBlock``)."""
+    for name in ("norm1", "in_norm"):
+        layer = getattr(block, name, None)
+        if isinstance(layer, nn.Module):
+            return layer
+    raise ValueError(f"{type(block).__name__} has no first norm (norm1 or in_norm) for a CAM to read")

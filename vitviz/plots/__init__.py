@@ -10,6 +10,7 @@ One module per view of the app, every public name re-exported here
     jigsaw        puzzle panels, placement confidence, the decoders' scores, the reassembly animation
     train         a run's curves, two models' attention side by side
     attributions  every method's map on one scale, deletion and insertion curves
+    trust         model randomisation, scores beside the baselines, ROAD curves, the agreement matrix
     _common       the chart config and what the figures share: patch markers, outlines, image axes
 """
 
@@ -20,6 +21,7 @@ from .jigsaw import confidence_overlay, jigsaw_scores, patch_panels, reassembly_
 from .patches import embedding_filters, image_with_grid, patch_vector, token_sequence
 from .positions import similarity_grid, similarity_map
 from .train import attention_comparison, training_curves
+from .trust import agreement_matrix, baseline_comparison, randomisation_curves, removal_curves
 
 __all__ = [
     "PLOTLY_CONFIG",
@@ -35,4 +37,6 @@ __all__ = [
     "training_curves", "attention_comparison",
     # attributions
     "attribution_panels", "faithfulness_curves",
+    # trust
+    "randomisation_curves", "baseline_comparison", "removal_curves", "agreement_matrix",
 ]
