@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import apptest  # noqa: E402
 from apptest import open_page  # noqa: E402
 from ui import cache  # noqa: E402
 from vitviz.models import load_model  # noqa: E402
@@ -99,7 +100,7 @@ def bench_first_maps(ref: str) -> float:
     at = open_page("home", model=ref, sample="chelsea")
     at.session_state["attr_methods"] = ["Attention rollout", "Saliency", "Relevance"]
     start = time.perf_counter()
-    at.switch_page("pages/attributions.py").run()
+    at.switch_page("pages/attributions.py").run(timeout=apptest.TIMEOUT)
     return time.perf_counter() - start
 
 
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--pages", nargs="+", default=list(PAGES))
     parser.add_argument("--uploads", type=int, default=20)
     args = parser.parse_args()
+    apptest.TIMEOUT = 1800  # the whole Attributions page runs every many-pass method; a benchmark waits for it
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"{'model':<40} {'page':<13} {'first s':>8} {'rerender s':>11} {'first/fwd':>10} {'largest MB':>11}")
     for ref in args.models:
