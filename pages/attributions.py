@@ -67,16 +67,15 @@ def setting_input(column, setting: str, key: str) -> int:
     return int(column.number_input(label, option.low, option.high, option.default, key=key))
 
 
-def attribution_controls(probability: torch.Tensor, class_names: tuple[str, ...]) -> tuple[list[str], int, dict[str, int], str, str]:
+def attribution_controls(ctx: ui.Context, probability: torch.Tensor) -> tuple[list[str], int, dict[str, int], str, str]:
     """Methods, target class, the settings methods share (path points, draws), curve steps and map resolution."""
-    if "attr_methods" not in st.session_state:
-        st.session_state.attr_methods = DEFAULT_METHODS
-    if st.session_state.get("attr_class", 0) >= len(class_names):  # a class kept from a model with more classes
-        del st.session_state["attr_class"]
-    left, right = st.columns([3, 2])
-    methods = left.multiselect("Methods", list(METHODS), key="attr_methods",
-                               help="Slow ones (many forward passes) show their progress; each map is computed once.")
+    class_names = ctx.card.class_names
+    ui.context.hold({"attr_methods": DEFAULT_METHODS})
     order = probability.argsort(descending=True).tolist()
+    ui.context.reset_on_new_input(ctx, {"attr_class": order[0]})  # a new image explains its own top class
+    left, right = st.columns([3, 2])
+    methods = left.multiselect("Methods", list(METHODS), key="attr_methods", wrap=True,
+                               help="Slow ones (many forward passes) show their progress; each map is computed once.")
     target = right.selectbox("Class to explain", order, key="attr_class",
                              format_func=lambda c: f"{class_names[c]} ({c}), p = {probability[c]:.1%}")
     with st.expander("Settings"):
@@ -108,8 +107,7 @@ if not card.num_classes:
     st.info(f"**{card.name}** has no classification head: there is no class score to attribute.")
     st.stop()
 probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
-ui.context.forget_on_new_input(ctx, "attr_class")
-methods, target, settings, steps, resolution = attribution_controls(probability, card.class_names)
+methods, target, settings, steps, resolution = attribution_controls(ctx, probability)
 truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
 st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "
            "between methods (gradient x input, drops of the class score, attention flow), so every map is divided "

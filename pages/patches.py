@@ -15,14 +15,14 @@ st.caption(f"{ctx.image_label}, resized and centre-cropped to {card.image_size[0
            f"a {gh}x{gw} grid of {p}x{p} patches, {gh * gw} tokens.")
 
 tokens = patchify(ctx.pixels.cpu(), p)[0]  # (N, 3*p*p), pixel values in [0, 1]
-if "patch_index" not in st.session_state or st.session_state.patch_index >= gh * gw:
-    st.session_state.patch_index = (gh // 2) * gw + gw // 2
+# A new model or image starts again from the centre patch, in the figure and the number box alike.
+ui.context.reset_on_new_input(ctx, {"patch_index": (gh // 2) * gw + gw // 2}, forget=["patch_clicked"], group="patch")
 
 left, right = st.columns([3, 2])
 with left:
     event = ui.show_figure(plots.image_with_grid(ctx.pixels[0], p, selected=st.session_state.patch_index,
                                                  title="Click a patch"),
-                           "patch-grid", key="patch-grid", on_select="rerun")
+                           "patch-grid", key=f"patch-grid-{ctx.input_id}", on_select="rerun")
     clicked = ui.new_click(event, "patch_clicked")  # the markers are laid out in patch order
     if clicked is not None:
         st.session_state.patch_index = clicked

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from apptest import APP, chart_specs, chart_titles, open_page, png_bytes
 
@@ -15,6 +16,38 @@ def test_home_shows_the_model_card():
     assert metrics["Patch grid"] == "14 x 14" and metrics["Input"] == "224 x 224 px"
     assert metrics["Parameters"] == "5.72 M"
     assert any("random weights" in w.value for w in at.warning)
+
+
+def _first_run(**state) -> AppTest:
+    """The app's first run (Home), the one whose sidebar AppTest keeps, with ``state`` set before it."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def test_the_sidebar_warns_about_the_model_and_shows_the_image_as_the_model_sees_it():
+    at = _first_run(model_choice=f"{MODEL} (timm)", sample_name="chelsea")
+    assert not at.exception
+    warnings = [w.value for w in at.sidebar.warning]
+    assert warnings == ["No pretrained weights for vit_tiny_patch16_224 are in the local cache and vitviz never "
+                        "downloads: this model has random weights."]
+    preview = at.sidebar.get("image")[0]
+    assert preview.proto.imgs[0].caption == "As the model sees it: 224x224 px, from 451x300"
+    from vitviz.samples import load_sample
+
+    assert load_sample("chelsea").size == (451, 300)
+
+
+def test_the_app_opens_on_starter_shapes_with_no_warning():
+    from vitviz.registry import DEFAULT_MODEL, find_checkpoint
+
+    if find_checkpoint(DEFAULT_MODEL) is None:
+        pytest.skip("the starter models are not installed")
+    at = _first_run()
+    assert at.sidebar.selectbox(key="model_choice").value == "starter-shapes (classifier)"
+    assert not at.sidebar.warning
+    assert at.sidebar.get("image")[0].proto.imgs[0].caption == "As the model sees it: 64x64 px, from 512x512"
 
 
 @pytest.mark.parametrize("image", ["upload", "sample"])
