@@ -100,6 +100,8 @@ with right:
         labels = [f"{card.class_names[c].split(',')[0][:32]} ({c})" for c in classes[0].tolist()]  # short: long names squash the bars
         ui.show_figure(plots.predictions(probabilities[0], labels), "top-predictions",
                        {"class": classes[0], "probability": probabilities[0]})
+        if ui.context.known_classes_note(ctx):
+            st.caption(ui.context.known_classes_note(ctx))
     else:
         st.info(f"**{card.name}** has no classification head: no predictions, and no class to explain below.")
 with left:

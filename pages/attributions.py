@@ -115,6 +115,8 @@ st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.cl
            "Attention rollout is the same for every class.")
 if ui.context.class_row_note(card):
     st.caption(ui.context.class_row_note(card))
+if ui.context.known_classes_note(ctx):
+    st.caption(ui.context.known_classes_note(ctx))
 if not methods:
     st.info("Pick at least one method.")
     st.stop()
@@ -123,7 +125,14 @@ results = {name: cached_maps(model, ctx.model_key, ctx.image_key, name, target,
                              method_options(name, settings), ctx.inputs) for name in methods}
 scaled = {name: maps.scaled() for name, maps in results.items()}
 shown = {name: (maps.patch if resolution == "patches" else maps.pixel)[0] for name, maps in scaled.items()}
-ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask,
+ui.context.hold({"attr_opacity": 0.8, "attr_alone": True})
+o1, o2 = st.columns(2)
+opacity = o1.slider("Map opacity over the image", 0.1, 1.0, step=0.05, key="attr_opacity",
+                    help="Lower it to see the image under the map; zero is always transparent.")
+alone = o2.checkbox("Each map alone beside it", key="attr_alone",
+                    help="On white: blue evidence against the class can vanish over a blue sky.")
+ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask, opacity=opacity, alone=alone,
+                                        per_row=2 if alone else 3,
                                         title=f"Evidence for {card.class_names[target]}, each map over its largest |value|"),
                "attribution-maps", {name.replace(" ", "_"): value for name, value in shown.items()})
 

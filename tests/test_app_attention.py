@@ -113,6 +113,8 @@ def test_models_without_a_class_token_or_a_head(tmp_path, monkeypatch, name, arc
         assert not any(t.startswith("Relevance") for t in chart_titles(at))
     else:
         assert any(t.startswith("Relevance: ") for t in chart_titles(at))
+        # beside its predictions: three classes cannot describe a photo of a rocket
+        assert any(c.value.startswith(f"**{name}** knows only these 3 classes: a, b, c.") for c in at.caption)
     at.radio(key="att_query_kind").set_value(PATCH).run()
     at.number_input(key="att_patch").set_value(0).run()
     assert not at.exception

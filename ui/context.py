@@ -191,6 +191,20 @@ def forget_on_new_input(ctx: Context, *keys: str) -> None:
             st.session_state.pop(key, None)
 
 
+FEW_CLASSES = 20  # a classifier with this many classes or fewer is told apart from one that can name most things
+
+
+def known_classes_note(ctx: Context) -> Optional[str]:
+    """For a classifier that knows only a few classes, shown beside its predictions: it has to pick one of them,
+    whatever the image shows. None for a model with many classes, and for an item of its own data set."""
+    names = ctx.card.class_names
+    if not names or len(names) > FEW_CLASSES or ctx.true_label in names:
+        return None
+    return (f"**{ctx.card.name}** knows only these {len(names)} classes: {', '.join(names)}. Its probabilities are "
+            f"shared among them alone, so it must pick one of them even for an image that shows none of them "
+            f"(a photo of a kite): a high probability here says which of its classes fits best, not what the image is.")
+
+
 def class_row_note(card: ModelCard) -> Optional[str]:
     """For a distilled model: which token's row the class maps read, and what the prediction averages."""
     if not card.has_distillation_token:

@@ -1,7 +1,8 @@
 """Figures of the Attributions view: every method's map on one scale, and how faithful each is.
 
 Maps come scaled to [-1, 1] (``vitviz.attributions.AttributionMaps.scaled``) and are drawn on one
-diverging scale whose zero is transparent; curves are ``vitviz.faithfulness.Curve``.
+diverging scale whose zero is transparent, over the image at a chosen opacity and, beside it, alone on
+white (blue evidence against the class vanishes on a blue sky); curves are ``vitviz.faithfulness.Curve``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def attribution_panels(
     title: str = "",
     per_row: int = 3,
     height_per_row: int = 320,
+    opacity: float = 0.9,
+    alone: bool = False,
 ) -> go.Figure:
     """Each method's map over the image, side by side on ONE colour scale [-1, 1].
 
@@ -35,22 +38,32 @@ def attribution_panels(
         maps: method name -> ``[h, w]`` map scaled to [-1, 1] (``AttributionMaps.scaled``), at patch
             or pixel resolution (h and w divide H and W).
         mask: ``[H, W]`` bool, the true object, outlined on every panel.
+        per_row: methods per row.
+        opacity: of each map over the image, in (0, 1]; the colours themselves fade to transparent at 0.
+        alone: also draw each map alone on white, to the right of its overlay ("NAME: map alone").
     """
     from plotly.subplots import make_subplots
 
+    if not 0 < opacity <= 1:
+        raise ValueError(f"opacity must be in (0, 1], not {opacity}")
     pixels = _to_uint8(image)
     size_h, size_w = pixels.shape[:2]
     names = list(maps)
-    cols = max(1, min(per_row, len(names)))
-    rows = max(1, (len(names) + cols - 1) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.02, vertical_spacing=0.08)
+    panels = [(name, view) for name in names for view in (("over", "alone") if alone else ("over",))]
+    per_row = max(1, min(per_row, len(names))) * (2 if alone else 1)
+    cols = max(1, min(per_row, len(panels)))
+    rows = max(1, (len(panels) + cols - 1) // cols)
+    titles = [name if view == "over" else f"{name}: map alone" for name, view in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08)
     outline = None if mask is None else mask.detach().float().cpu().numpy()
-    for index, name in enumerate(names):
+    for index, (name, view) in enumerate(panels):
         row, col = divmod(index, cols)
         z = maps[name].detach().float().cpu().numpy()
         dy, dx = size_h / z.shape[0], size_w / z.shape[1]  # pixels per map cell
-        fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=row + 1, col=col + 1)
-        fig.add_trace(go.Heatmap(z=z, **_cells(dy, dx), coloraxis="coloraxis",
+        if view == "over":
+            fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=row + 1, col=col + 1)
+        fig.add_trace(go.Heatmap(z=z, **_cells(dy, dx), coloraxis="coloraxis", opacity=opacity if view == "over" else 1.0,
+                                 name=titles[index],
                                  hovertemplate=f"{name}<br>" + "(%{y:.0f}, %{x:.0f}) px: %{z:+.3f} of the max<extra></extra>"),
                       row=row + 1, col=col + 1)
         if outline is not None:
