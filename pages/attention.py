@@ -13,6 +13,7 @@ from vitviz.models import ModelCard
 from vitviz.samples import PHOTO_NAMES, load_sample
 
 PATCH = "A patch (click the image)"
+ATTENTION_UNIT = "share of the query token's attention (its row of the attention matrix sums to 1 over all tokens)"
 
 
 # One forward pass per (model, image); every slider and click below reuses it.
@@ -99,7 +100,9 @@ with right:
         probabilities, classes = attention.top_predictions(logits, k=5)
         labels = [f"{card.class_names[c].split(',')[0][:32]} ({c})" for c in classes[0].tolist()]  # short: long names squash the bars
         ui.show_figure(plots.predictions(probabilities[0], labels), "top-predictions",
-                       {"class": classes[0], "probability": probabilities[0]})
+                       {"class": classes[0], "class_name": [card.class_names[c] for c in classes[0].tolist()],
+                        "probability": probabilities[0]}, settings=ctx.about,
+                       units={"class": "class index of the model's head", "probability": "softmax probability"})
         if ui.context.known_classes_note(ctx):
             st.caption(ui.context.known_classes_note(ctx))
     else:
@@ -109,11 +112,13 @@ with left:
     per_head = attention.query_map(attentions[layer][0], query, (gh, gw), prefix)  # (H, gh, gw)
     shown = attention.pick_head(per_head, head_index)  # (gh, gw)
     head_text = "mean of heads" if head == 0 else f"head {head}"
+    shown_as = {**ctx.about, "layer": layer + 1, "head": head_text, "query": query_name(query, card)}
     selected = query - prefix if query != "patches" and query >= prefix else None  # the query patch, outlined
     event = ui.show_figure(
         plots.attention_overlay(image, shown, card.patch_size, selected=selected,
                                 title=f"Layer {layer + 1}, {head_text}: attention of {query_name(query, card)}"),
-        "attention-query", {"attention": shown}, key=f"att-map-{ctx.input_id}", on_select="rerun")
+        "attention-query", {"attention": shown}, key=f"att-map-{ctx.input_id}", on_select="rerun", settings=shown_as,
+        units={"attention": f"{ATTENTION_UNIT}; rows and columns: the patch grid"})
     clicked = ui.new_click(event, "att_clicked")  # the markers are laid out in patch order
     if clicked is not None:
         st.session_state.att_pending_patch = clicked
@@ -124,7 +129,8 @@ with left:
 
 st.subheader(f"All heads of layer {layer + 1}")
 ui.show_figure(plots.head_grid(per_head, title=f"Attention of {query_name(query, card)}, one panel per head"),
-               f"attention-heads-layer{layer + 1}", {"attention": per_head})
+               f"attention-heads-layer{layer + 1}", {"attention": per_head}, settings={**shown_as, "head": "every head"},
+               units={"attention": f"{ATTENTION_UNIT}; one grid per head (head 1 first)"})
 
 st.subheader("Attention rollout")
 st.caption("Abnar & Zuidema (2020): follow attention through the layers, adding the identity for the residual "
@@ -146,7 +152,11 @@ rollout_map = attention.query_map(rolled, query, (gh, gw), prefix)[0]  # (gh, gw
 ui.show_figure(plots.attention_overlay(image, rollout_map, card.patch_size, selected=selected, colorbar_title="rollout",
                                        title=f"Rollout of {query_name(query, card)}, layers {start + 1}-{card.depth}, "
                                              f"{fusion} of heads, discard {discard:.0%}"),
-               "attention-rollout", {"rollout": rollout_map})
+               "attention-rollout", {"rollout": rollout_map},
+               settings={**ctx.about, "query": query_name(query, card), "head_fusion": fusion, "discard_ratio": discard,
+                         "layers": f"{start + 1}-{card.depth}"},
+               units={"rollout": "rolled-out attention of the query (its row of the rolled-out matrix, which sums to 1 "
+                                 "over all tokens); rows and columns: the patch grid"})
 
 grad_map = relevance_map = None
 st.subheader("For one class: gradient rollout and relevance")
@@ -162,15 +172,19 @@ if card.num_classes:
     grad_discard = st.slider("Gradient rollout discard ratio", 0.0, 0.95, step=0.05, key="att_grad_discard")
     grad_map, relevance_map = cached_gradient_maps(model, ctx.model_key, ctx.image_key, int(target), grad_discard,
                                                    ctx.inputs)
+    for_class = {**ctx.about, "class": int(target), "class_name": card.class_names[target],
+                 "discard_ratio": grad_discard}
     g1, g2 = st.columns(2)
     with g1:
         ui.show_figure(plots.attention_overlay(image, grad_map, card.patch_size, colorbar_title="grad. rollout",
                                                title=f"Gradient rollout: {card.class_names[target]}", height=400),
-                       "gradient-rollout", {"gradient_rollout": grad_map})
+                       "gradient-rollout", {"gradient_rollout": grad_map}, settings=for_class,
+                       units={"gradient_rollout": "gradient-weighted attention, rolled out (relative units)"})
     with g2:
         ui.show_figure(plots.attention_overlay(image, relevance_map, card.patch_size, colorbar_title="relevance",
                                                title=f"Relevance: {card.class_names[target]}", height=400),
-                       "relevance", {"relevance": relevance_map})
+                       "relevance", {"relevance": relevance_map}, settings=for_class,
+                       units={"relevance": "relevance of each patch to the class score (relative units)"})
 else:
     st.info("This model has no classification head, so there is no class score to take gradients of.")
 
@@ -185,7 +199,9 @@ fraction = m2.slider("t (fraction of the mass kept)", 0.05, 1.0, step=0.05, key=
 keep = attention.mass_mask(maps[source], fraction)  # (gh, gw) bool
 ui.show_figure(plots.mask_overlay(image, keep, card.patch_size,
                                   title=f"{source}: {int(keep.sum())} of {gh * gw} patches hold {fraction:.0%} of the mass"),
-               "mass-mask", {"kept": keep.int(), "map": maps[source]})
+               "mass-mask", {"kept": keep.int(), "map": maps[source]},
+               settings={**ctx.about, "map": source, "t": fraction},
+               units={"kept": "1 for a kept patch, 0 for a dropped one", "map": "the map's own values"})
 
 st.subheader("How far each head looks")
 st.caption("Dosovitskiy et al. (2020, Fig. 7 right): in the lowest layers some heads already attend across most of the "
@@ -199,4 +215,6 @@ if st.checkbox(f"Also average over the {len(PHOTO_NAMES)} bundled sample photos 
     reference = cached_sample_distance(model, ctx.model_key)
     data["sample_photos_px"] = reference
 ui.show_figure(plots.attention_distance(distance, reference, reference_label="sample photos (mean)"),
-               "attention-distance", data)
+               "attention-distance", data, settings=ctx.about,
+               units={name: "mean attention distance in pixels; rows: layers (1 first), columns: heads (1 first)"
+                      for name in data})

@@ -121,6 +121,9 @@ if not methods:
     st.info("Pick at least one method.")
     st.stop()
 
+explained = {**ctx.about, "class": target, "class_name": card.class_names[target], "methods": methods,
+             **{f"{setting} ({', '.join(cls.name for cls, _ in setting_users(setting))})": value
+                for setting, value in settings.items()}}
 results = {name: cached_maps(model, ctx.model_key, ctx.image_key, name, target,
                              method_options(name, settings), ctx.inputs) for name in methods}
 scaled = {name: maps.scaled() for name, maps in results.items()}
@@ -134,23 +137,46 @@ alone = o2.checkbox("Each map alone beside it", key="attr_alone",
 ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask, opacity=opacity, alone=alone,
                                         per_row=2 if alone else 3,
                                         title=f"Evidence for {card.class_names[target]}, each map over its largest |value|"),
-               "attribution-maps", {name.replace(" ", "_"): value for name, value in shown.items()})
+               "attribution-maps", {name.replace(" ", "_"): value for name, value in shown.items()},
+               settings={**explained, "resolution": resolution},
+               units={name.replace(" ", "_"): f"share of the map's largest absolute value, signed (+ for the class); "
+                                              f"rows and columns: the {resolution} of the image"
+                      for name in shown})
 
 st.subheader("Deletion and insertion on this image")
 shapes_model = card.class_names == SHAPES_CLASSES
 pixel_mean = cached_shapes_mean(card.image_size[0]) if shapes_model and card.image_size[0] == card.image_size[1] else None
 fill = tuple(faithfulness.mean_fill(model, pixel_mean).tolist())
 st.caption("Patches in the order of each map, most relevant first. Deletion replaces them with the per-channel "
-           f"dataset mean ({'of the shapes training items' if pixel_mean else 'the model normalises with'}); "
-           f"insertion reveals them on a copy blurred by half a patch. A faithful map makes the class probability "
-           "fall fast (low deletion AUC) and rise fast (high insertion AUC).")
+           f"dataset mean ({'of the shapes training items' if pixel_mean else 'the data the model normalises with'}); "
+           f"insertion reveals them on a copy blurred by half a patch ({card.patch_size / 2:g} px). A faithful map makes "
+           "the class probability fall fast (low deletion AUC) and rise fast (high insertion AUC). Patches of exactly "
+           f"equal value in a map (occlusion's zeros where one patch changes nothing) follow one fixed random order "
+           f"(seed {faithfulness.TIE_SEED}), never the raster order: a flat map scores like a random one, not like a "
+           "perfect one; the pointing game breaks a tied maximum the same way.")
 curves = {name: cached_curves(model, ctx.model_key, ctx.image_key, name, target, method_options(name, settings),
                               steps, fill, ctx.inputs, maps.patch[0]) for name, maps in results.items()}
+deletion, insertion = next(iter(curves.values()))  # every method's curves share their ends
+deleted, blurred = faithfulness.baseline_images(model, ctx.pixels, fill=torch.tensor(pixel_mean or card.mean),
+                                                blur_sigma=card.patch_size / 2)  # in pixels, to show
+ends = {"the image": deletion.probabilities[0, 0].item(), "100% deleted": deletion.probabilities[0, -1].item(),
+        "0% revealed": insertion.probabilities[0, 0].item()}
+ui.show_figure(plots.patch_panels([ctx.pixels[0], deleted[0], blurred[0]],
+                                  [f"{what}: p = {p:.3f}" for what, p in ends.items()], card.patch_size, height=260,
+                                  title=f"Where the curves start and end: the probability of {card.class_names[target]}"),
+               "faithfulness-baselines", {"probability": torch.tensor(list(ends.values()))},
+               settings={**explained, "fill_rgb_pixels": [round(v, 4) for v in (pixel_mean or card.mean)],
+                         "blur_sigma_px": card.patch_size / 2},
+               units={"probability": "probability of the class for: the image, all patches deleted, none revealed"})
 curve_data = {"fraction": next(iter(curves.values()))[0].fractions}
 for name, (deletion, insertion) in curves.items():
     curve_data[f"{name} deletion".replace(" ", "_")] = deletion.probabilities[0]
     curve_data[f"{name} insertion".replace(" ", "_")] = insertion.probabilities[0]
-ui.show_figure(plots.faithfulness_curves(curves), "deletion-insertion", curve_data)
+ui.show_figure(plots.faithfulness_curves(curves), "deletion-insertion", curve_data,
+               settings={**explained, "steps": steps, "fill_rgb_pixels": [round(v, 4) for v in (pixel_mean or card.mean)],
+                         "blur_sigma_px": card.patch_size / 2, "ties": f"seeded random order, seed {faithfulness.TIE_SEED}"},
+               units={name: "share of the patches deleted or revealed" if name == "fraction" else
+                      "probability of the class" for name in curve_data})
 
 rows = [{"method": name, "deletion AUC (lower)": curves[name][0].auc[0].item(),
          "insertion AUC (higher)": curves[name][1].auc[0].item(), **localization(maps, ctx.mask)}

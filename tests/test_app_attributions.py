@@ -97,6 +97,21 @@ def test_maps_on_one_scale_curves_and_localization_on_a_shapes_item(tiny_shapes)
     curves = chart(at, "Occlusion<br>deletion AUC")
     assert f"deletion AUC {deletion.auc.item():.3f}" in " ".join(a["text"] for a in curves["layout"]["annotations"])
     assert len([t for t in curves["data"] if t["name"] == "deletion"]) == 5
+    # the ends of the curves: the baselines, drawn and marked, with the probability the model gives them
+    insertion = faithfulness.insertion_curve(tiny_shapes, inputs, occlusion.patch, target, steps="decile")
+    ends = [t for t in curves["data"] if t["name"] in ("deletion baseline", "insertion baseline")]
+    assert [(t["x"][0], round(t["y"][0], 4)) for t in ends[:2]] == [
+        (1.0, round(deletion.probabilities[0, -1].item(), 4)), (0.0, round(insertion.probabilities[0, 0].item(), 4))]
+    assert "neither end is 0" in curves["layout"]["title"]["text"]
+    baselines = chart(at, "Where the curves start and end")
+    assert [a["text"] for a in baselines["layout"]["annotations"]] == [
+        f"the image: p = {deletion.probabilities[0, 0].item():.3f}",
+        f"100% deleted: p = {deletion.probabilities[0, -1].item():.3f}",
+        f"0% revealed: p = {insertion.probabilities[0, 0].item():.3f}"]
+    deleted_pixels = torch.tensor(baselines["data"][1]["z"], dtype=torch.float32)  # the plain fill, in pixels
+    expected = torch.tensor(shapes_pixel_mean(32)) * 255
+    assert torch.allclose(deleted_pixels.reshape(-1, 3).float().mean(0), expected, atol=0.6)
+    assert any("fixed random order (seed 0)" in c.value for c in at.caption)
 
 
 @pytest.fixture

@@ -82,6 +82,10 @@ def faithfulness_curves(curves: dict[str, tuple], item: int = 0, per_row: int = 
                         height_per_row: int = 260) -> go.Figure:
     """Per method, its deletion and insertion curves (target probability against the fraction of patches), AUCs in the titles.
 
+    The two baselines are marked where the curves meet them, and named in the title: at 100% deleted the model
+    sees the plain fill image, at 0% revealed the blurred copy (``vitviz.faithfulness.baseline_images``), and it
+    gives each some probability, so neither curve ends at 0.
+
     Args:
         curves: method name -> (deletion, insertion), each a ``vitviz.faithfulness.Curve``.
         item: which image of the curves' batch to draw.
@@ -104,12 +108,24 @@ def faithfulness_curves(curves: dict[str, tuple], item: int = 0, per_row: int = 
                 name=curve.kind, showlegend=False, line=dict(color=colours[curve.kind]),
                 hovertemplate=f"{name}, {curve.kind}<br>" + "%{x:.0%} of the patches: p = %{y:.3f}<extra></extra>"),
                 row=row + 1, col=col + 1)
+        deletion, insertion = curves[name]
+        ends = [(float(deletion.fractions[-1]), float(deletion.probabilities[item, -1]), "deletion",
+                 "100% deleted: the plain fill image"),
+                (float(insertion.fractions[0]), float(insertion.probabilities[item, 0]), "insertion",
+                 "0% revealed: the blurred copy")]
+        for x, y, kind, what in ends:
+            fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", name=f"{kind} baseline", showlegend=False,
+                                     marker=dict(color=colours[kind], size=9, symbol="circle-open", line=dict(width=2)),
+                                     hovertemplate=f"{what}<br>p = %{{y:.3f}}<extra></extra>"),
+                          row=row + 1, col=col + 1)
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title_text="patches deleted / revealed", row=rows)
     fig.update_yaxes(title_text="target probability", col=1)
     # The colours are named in the title: a legend would sit on the subplot titles.
     title = ("Target probability as patches are <span style='color:#d62728'>deleted</span> or "
-             "<span style='color:#1f77b4'>revealed</span>, most relevant first")
-    fig.update_layout(title=title, height=100 + rows * height_per_row, margin=dict(l=0, r=0, t=100, b=0))
+             "<span style='color:#1f77b4'>revealed</span>, most relevant first<br><sup>Open circles: the baselines. "
+             "All deleted, the model sees the plain fill image; nothing revealed, the blurred copy. It gives each "
+             "some probability, so neither end is 0.</sup>")
+    fig.update_layout(title=title, height=120 + rows * height_per_row, margin=dict(l=0, r=0, t=120, b=0))
     return fig
