@@ -10,6 +10,7 @@ import torch
 import ui
 from vitviz import jigsaw, plots
 from vitviz.models import ModelCard
+from vitviz.patches import a_grid
 
 ALL, SOME, REGION = "All patches", "k random patches", "A region"
 ANIMATION_BUDGET = 2_000_000  # pixel values (frames x 3 x H x W) an animation may send to the browser
@@ -86,7 +87,7 @@ except ValueError as e:  # a jigsaw head on a model that cannot play (positional
     st.error(f"**{card.name}** cannot place patches: {e}")
     st.stop()
 pixels = ctx.pixels.cpu()
-st.caption(f"{ctx.image_label} at {card.image_size[0]}x{card.image_size[1]} px: a {gh}x{gw} grid; {k} of {gh * gw} "
+st.caption(f"{ctx.image_label} at {card.image_size[0]}x{card.image_size[1]} px: {a_grid((gh, gw))}; {k} of {gh * gw} "
            f"patches moved, {drop:.0%} hidden from the attention keys. The model has no positional embeddings, so the "
            "order it reads the patches in tells it nothing: it places each one by what it shows.")
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from vitviz import plots
-from vitviz.patches import embedding_filter_components, patchify
+from vitviz.patches import a_grid, embedding_filter_components, patchify
 
 st.title("Patches")
 ctx = ui.current()
@@ -12,7 +12,7 @@ card = ctx.card
 p = card.patch_size
 gh, gw = card.grid_size
 st.caption(f"{ctx.image_label}, resized and centre-cropped to {card.image_size[0]}x{card.image_size[1]} px: "
-           f"a {gh}x{gw} grid of {p}x{p} patches, {gh * gw} tokens.")
+           f"{a_grid((gh, gw))} of {p}x{p} patches, {gh * gw} tokens.")
 
 tokens = patchify(ctx.pixels.cpu(), p)[0]  # (N, 3*p*p), pixel values in [0, 1]
 # A new model or image starts again from the centre patch, in the figure and the number box alike.

@@ -128,6 +128,7 @@ def test_a_shapes_item_as_the_image():
     at = open_page("patches", model=MODEL, shapes_index=6)
     assert not at.exception
     assert f"shapes test item 6 (a {SHAPES_CLASSES[shapes_item(6, 224)[1]]})" in at.caption[0].value
+    assert "a 14x14 grid of 16x16 patches" in at.caption[0].value
 
 
 def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, monkeypatch):
@@ -143,6 +144,8 @@ def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, mo
     at = open_page("home", model="tiny-abc")
     assert not at.exception
     assert any("| Classes | 3: ant, bee, cat |" in m.value for m in at.markdown)
+    card_table = next(m.value for m in at.markdown if "| Classes |" in m.value)
+    assert card_table.strip().splitlines()[0] == "| About | tiny-abc |"  # a header that says something
     table = at.table[0].value
     assert table.loc["test", "accuracy"] == 0.375 and table.loc["val", "loss"] == 1.25
 
@@ -177,3 +180,15 @@ def test_a_non_square_grid_is_resampled_to_a_non_square_grid(tmp_path, monkeypat
     assert "4x8 resampled to 8x16" in chart_titles(at)[-1]
     at.slider(key="pos_new_rows").set_value(6).run()
     assert "4x8 resampled to 6x12" in chart_titles(at)[-1]
+
+
+def test_an_eight_by_eight_grid_is_an_eight_by_eight_grid(tmp_path, monkeypatch):
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
+
+    arch = dict(img_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=2)
+    save_checkpoint(create_vit(arch), tmp_path / "eights", dict(name="eights", kind="classifier", architecture=arch,
+                                                                class_names=["a", "b"]))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("patches", model="eights", sample="rocket")
+    assert "resized and centre-cropped to 64x64 px: an 8x8 grid of 8x8 patches" in at.caption[0].value

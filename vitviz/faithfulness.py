@@ -33,7 +33,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .card import model_card
 from .inputs import TargetLike, check_images, resolve_targets
-from .patches import grid_shape
+from .patches import a_grid, grid_shape
 
 __all__ = [
     "Curve",
@@ -202,7 +202,7 @@ def mask_fractions(masks: torch.Tensor, grid_size: tuple[int, int]) -> torch.Ten
     height, width = masks.shape[-2:]
     gh, gw = grid_size
     if gh < 1 or gw < 1 or height % gh or width % gw:
-        raise ValueError(f"a {gh}x{gw} grid does not tile {height}x{width} masks")
+        raise ValueError(f"{a_grid((gh, gw))} does not tile {height}x{width} masks")
     return F.avg_pool2d(masks[:, None].float(), (height // gh, width // gw))[:, 0]  # (B, gh, gw)
 
 
@@ -254,7 +254,7 @@ def _curve(kind: Literal["deletion", "insertion"], model: nn.Module, start: torc
     grid = grid_shape(tuple(start.shape[-2:]), patch_size)
     _check_maps(maps)
     if tuple(maps.shape) != (batch, *grid):
-        raise ValueError(f"maps of shape {tuple(maps.shape)} do not match {batch} images on a {grid[0]}x{grid[1]} grid")
+        raise ValueError(f"maps of shape {tuple(maps.shape)} do not match {batch} images on {a_grid(grid)}")
     targets = resolve_targets(target, batch, model_card(model).num_classes, device=start.device)
     ranks = patch_ranks(maps.to(start.device))  # (B, gh, gw)
     counts = step_counts(grid[0] * grid[1], steps).to(start.device)  # (T,)
