@@ -141,7 +141,9 @@ def maps(ref: str, image_key: str, layer: int, head: int, _model, _image):
 SCALED = "class token attention over the patches, scaled to mean 1; rows and columns: the shared grid"
 
 
+@st.fragment
 def compare_section() -> None:
+    """Two models' class-token attention on the current image; its own widgets rerun this part alone."""
     entries = {e.ref: e.label for e in list_models()}
     refs = list(entries)
     a_col, b_col = st.columns(2)
@@ -205,4 +207,7 @@ if any(job.active for job in jobs):
 else:
     jobs_panel(jobs)
 st.subheader("Compare two models")
-compare_section()
+# Off until asked: its figures are most of this page's work, and a page opened to launch or watch a run (a second
+# tab while a job trains on the same CPU) should not wait for them.
+if st.toggle("Show two models' attention on the same image", key="compare_on"):
+    compare_section()
