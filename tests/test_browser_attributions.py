@@ -52,7 +52,7 @@ def test_home_card_then_attributions_on_a_shapes_item(browser, shapes_app, outpu
         assert "shapes test item 0" in main and "On the object?" in main
         titles = [layout["title"] for layout in plot_layouts(page)]
         assert "Evidence for " in titles[0] and "deleted" in titles[2] and len(titles) == 3, titles
-        assert titles[1].startswith("Where the curves start and end"), titles
+        assert "Where the curves start and end" in titles[1], titles
         maps = page.locator(".js-plotly-plot").first.locator(".annotation-text").all_text_contents()
         for method in ("Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"):
             assert any(method in text for text in maps), (method, maps)
