@@ -13,6 +13,7 @@ from vitviz.models import ModelCard
 from vitviz.samples import PHOTO_NAMES, load_sample
 
 PATCH = "A patch (click the image)"
+ATTENTION_UNIT = "share of the query token's attention (its row of the attention matrix sums to 1 over all tokens)"
 
 
 # One forward pass per (model, image); every slider and click below reuses it.
@@ -43,23 +44,26 @@ def cached_sample_distance(_model: torch.nn.Module, model_key: str) -> torch.Ten
     return attention.mean_attention_distance_over(_model, batches).cpu()  # (L, H)
 
 
-def attention_controls(card: ModelCard) -> tuple[int, int, Query]:
-    """Layer (0-based), head (0 for the mean of heads, else 1-based) and query token for the maps below."""
+def attention_controls(ctx: ui.Context) -> tuple[int, int, Query]:
+    """Layer (0-based), head (0 for the mean of heads, else 1-based) and query token for the maps below.
+
+    A new model or image starts the query again from the whole image (the class token, or the mean of the patch
+    queries); every value is settled before the widgets are drawn, so the widgets and the maps show the same query.
+    """
+    card = ctx.card
     gh, gw = card.grid_size
     whole = "Class token" if card.has_class_token else "Mean of the patch queries"
-    if "att_query_kind" not in st.session_state:
-        st.session_state.att_query_kind = whole
-        st.session_state.att_patch = (gh // 2) * gw + gw // 2
-    # Another model may have a smaller grid, fewer layers or heads than the values kept from the last one.
-    if st.session_state.get("att_patch", 0) >= gh * gw:
-        st.session_state.att_patch = (gh // 2) * gw + gw // 2
-    for key, largest in (("att_layer", card.depth), ("att_start", card.depth), ("att_head", card.num_heads)):
+    # Another model may have fewer layers or heads than the values kept from the last one.
+    for key, largest in (("att_layer", card.depth), ("att_head", card.num_heads)):
         if st.session_state.get(key, 0) > largest:
             st.session_state[key] = largest
+    ui.context.hold({"att_layer": card.depth, "att_head": 0})
+    ui.context.reset_on_new_input(ctx, {"att_query_kind": whole, "att_patch": (gh // 2) * gw + gw // 2},
+                                  forget=["att_clicked"], group="att_query")
     if "att_pending_patch" in st.session_state:  # a click on the image, applied before the widgets exist
         st.session_state.att_patch = st.session_state.pop("att_pending_patch")
         st.session_state.att_query_kind = PATCH
-    layer = st.slider("Layer", 1, card.depth, value=card.depth, key="att_layer") - 1
+    layer = st.slider("Layer", 1, card.depth, key="att_layer") - 1
     head = st.selectbox("Head", range(card.num_heads + 1), key="att_head",
                         format_func=lambda h: "mean of all heads" if h == 0 else f"head {h}")
     kind = st.radio("Query", [whole, PATCH], key="att_query_kind", horizontal=True,
@@ -91,12 +95,16 @@ st.caption(f"{ctx.image_label}: {card.depth} layers x {card.num_heads} heads, ea
 
 left, right = st.columns([3, 2])
 with right:
-    layer, head, query = attention_controls(card)
+    layer, head, query = attention_controls(ctx)
     if card.num_classes:
         probabilities, classes = attention.top_predictions(logits, k=5)
         labels = [f"{card.class_names[c].split(',')[0][:32]} ({c})" for c in classes[0].tolist()]  # short: long names squash the bars
         ui.show_figure(plots.predictions(probabilities[0], labels), "top-predictions",
-                       {"class": classes[0], "probability": probabilities[0]})
+                       {"class": classes[0], "class_name": [card.class_names[c] for c in classes[0].tolist()],
+                        "probability": probabilities[0]}, settings=ctx.about,
+                       units={"class": "class index of the model's head", "probability": "softmax probability"})
+        if ui.context.known_classes_note(ctx):
+            st.caption(ui.context.known_classes_note(ctx))
     else:
         st.info(f"**{card.name}** has no classification head: no predictions, and no class to explain below.")
 with left:
@@ -104,11 +112,13 @@ with left:
     per_head = attention.query_map(attentions[layer][0], query, (gh, gw), prefix)  # (H, gh, gw)
     shown = attention.pick_head(per_head, head_index)  # (gh, gw)
     head_text = "mean of heads" if head == 0 else f"head {head}"
+    shown_as = {**ctx.about, "layer": layer + 1, "head": head_text, "query": query_name(query, card)}
     selected = query - prefix if query != "patches" and query >= prefix else None  # the query patch, outlined
     event = ui.show_figure(
         plots.attention_overlay(image, shown, card.patch_size, selected=selected,
                                 title=f"Layer {layer + 1}, {head_text}: attention of {query_name(query, card)}"),
-        "attention-query", {"attention": shown}, key="att-map", on_select="rerun")
+        "attention-query", {"attention": shown}, key=f"att-map-{ctx.input_id}", on_select="rerun", settings=shown_as,
+        units={"attention": f"{ATTENTION_UNIT}; rows and columns: the patch grid"})
     clicked = ui.new_click(event, "att_clicked")  # the markers are laid out in patch order
     if clicked is not None:
         st.session_state.att_pending_patch = clicked
@@ -119,7 +129,8 @@ with left:
 
 st.subheader(f"All heads of layer {layer + 1}")
 ui.show_figure(plots.head_grid(per_head, title=f"Attention of {query_name(query, card)}, one panel per head"),
-               f"attention-heads-layer{layer + 1}", {"attention": per_head})
+               f"attention-heads-layer{layer + 1}", {"attention": per_head}, settings={**shown_as, "head": "every head"},
+               units={"attention": f"{ATTENTION_UNIT}; one grid per head (head 1 first)"})
 
 st.subheader("Attention rollout")
 st.caption("Abnar & Zuidema (2020): follow attention through the layers, adding the identity for the residual "
@@ -127,17 +138,25 @@ st.caption("Abnar & Zuidema (2020): follow attention through the layers, adding 
 if ui.context.class_row_note(card):
     st.caption(ui.context.class_row_note(card))
 c1, c2, c3 = st.columns(3)
+if st.session_state.get("att_start", 1) > card.depth:  # kept from a deeper model
+    st.session_state.att_start = card.depth
+ui.context.hold({"att_fusion": "mean", "att_discard": 0.0, "att_start": 1, "att_grad_discard": 0.0, "att_mask_t": 0.6,
+                 "att_distance_samples": False})
 fusion = c1.selectbox("Head fusion", ["mean", "max", "min"], key="att_fusion")
-discard = c2.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard",
+discard = c2.slider("Discard ratio", 0.0, 0.95, step=0.05, key="att_discard",
                     help="Zero this fraction of the smallest entries of each fused matrix (never entry [0, 0]: the class "
                          "token on itself, or patch 0 on itself in a model with no class token).")
-start = c3.slider("Start layer", 1, card.depth, 1, key="att_start") - 1
+start = c3.slider("Start layer", 1, card.depth, key="att_start") - 1
 rolled = cached_rollout(ctx.model_key, ctx.image_key, fusion, discard, start, attentions)
 rollout_map = attention.query_map(rolled, query, (gh, gw), prefix)[0]  # (gh, gw)
 ui.show_figure(plots.attention_overlay(image, rollout_map, card.patch_size, selected=selected, colorbar_title="rollout",
                                        title=f"Rollout of {query_name(query, card)}, layers {start + 1}-{card.depth}, "
                                              f"{fusion} of heads, discard {discard:.0%}"),
-               "attention-rollout", {"rollout": rollout_map})
+               "attention-rollout", {"rollout": rollout_map},
+               settings={**ctx.about, "query": query_name(query, card), "head_fusion": fusion, "discard_ratio": discard,
+                         "layers": f"{start + 1}-{card.depth}"},
+               units={"rollout": "rolled-out attention of the query (its row of the rolled-out matrix, which sums to 1 "
+                                 "over all tokens); rows and columns: the patch grid"})
 
 grad_map = relevance_map = None
 st.subheader("For one class: gradient rollout and relevance")
@@ -146,21 +165,26 @@ if card.num_classes:
                "this class rather than attention in general. Gradient rollout (Gildenblat) rolls out the positive part "
                "of the gradient-weighted attention; relevance (Chefer et al. 2021) accumulates it along the residual stream.")
     probability = logits[0].softmax(dim=-1)  # (C,)
-    ui.context.forget_on_new_input(ctx, "att_class")
-    target = st.selectbox("Class", probability.argsort(descending=True).tolist(), key="att_class",
+    ranked = probability.argsort(descending=True).tolist()
+    ui.context.reset_on_new_input(ctx, {"att_class": ranked[0]})  # a new image explains its own top class
+    target = st.selectbox("Class", ranked, key="att_class",
                           format_func=lambda c: f"{card.class_names[c]} ({c}), p = {probability[c]:.1%}")
-    grad_discard = st.slider("Gradient rollout discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_grad_discard")
+    grad_discard = st.slider("Gradient rollout discard ratio", 0.0, 0.95, step=0.05, key="att_grad_discard")
     grad_map, relevance_map = cached_gradient_maps(model, ctx.model_key, ctx.image_key, int(target), grad_discard,
                                                    ctx.inputs)
+    for_class = {**ctx.about, "class": int(target), "class_name": card.class_names[target],
+                 "discard_ratio": grad_discard}
     g1, g2 = st.columns(2)
     with g1:
         ui.show_figure(plots.attention_overlay(image, grad_map, card.patch_size, colorbar_title="grad. rollout",
                                                title=f"Gradient rollout: {card.class_names[target]}", height=400),
-                       "gradient-rollout", {"gradient_rollout": grad_map})
+                       "gradient-rollout", {"gradient_rollout": grad_map}, settings=for_class,
+                       units={"gradient_rollout": "gradient-weighted attention, rolled out (relative units)"})
     with g2:
         ui.show_figure(plots.attention_overlay(image, relevance_map, card.patch_size, colorbar_title="relevance",
                                                title=f"Relevance: {card.class_names[target]}", height=400),
-                       "relevance", {"relevance": relevance_map})
+                       "relevance", {"relevance": relevance_map}, settings=for_class,
+                       units={"relevance": "relevance of each patch to the class score (relative units)"})
 else:
     st.info("This model has no classification head, so there is no class score to take gradients of.")
 
@@ -171,11 +195,13 @@ if grad_map is not None:
     maps.update({"Gradient rollout": grad_map, "Relevance": relevance_map})
 m1, m2 = st.columns(2)
 source = m1.selectbox("Map", list(maps), key="att_mask_source")
-fraction = m2.slider("t (fraction of the mass kept)", 0.05, 1.0, 0.6, 0.05, key="att_mask_t")
+fraction = m2.slider("t (fraction of the mass kept)", 0.05, 1.0, step=0.05, key="att_mask_t")
 keep = attention.mass_mask(maps[source], fraction)  # (gh, gw) bool
 ui.show_figure(plots.mask_overlay(image, keep, card.patch_size,
                                   title=f"{source}: {int(keep.sum())} of {gh * gw} patches hold {fraction:.0%} of the mass"),
-               "mass-mask", {"kept": keep.int(), "map": maps[source]})
+               "mass-mask", {"kept": keep.int(), "map": maps[source]},
+               settings={**ctx.about, "map": source, "t": fraction},
+               units={"kept": "1 for a kept patch, 0 for a dropped one", "map": "the map's own values"})
 
 st.subheader("How far each head looks")
 st.caption("Dosovitskiy et al. (2020, Fig. 7 right): in the lowest layers some heads already attend across most of the "
@@ -189,4 +215,6 @@ if st.checkbox(f"Also average over the {len(PHOTO_NAMES)} bundled sample photos 
     reference = cached_sample_distance(model, ctx.model_key)
     data["sample_photos_px"] = reference
 ui.show_figure(plots.attention_distance(distance, reference, reference_label="sample photos (mean)"),
-               "attention-distance", data)
+               "attention-distance", data, settings=ctx.about,
+               units={name: "mean attention distance in pixels; rows: layers (1 first), columns: heads (1 first)"
+                      for name in data})

@@ -78,16 +78,15 @@ def setting_input(column, setting: str, key: str) -> int:
     return int(column.number_input(label, option.low, option.high, option.default, key=key))
 
 
-def attribution_controls(probability: torch.Tensor, class_names: tuple[str, ...]) -> tuple[list[str], int, dict[str, int], str, str]:
+def attribution_controls(ctx: ui.Context, probability: torch.Tensor) -> tuple[list[str], int, dict[str, int], str, str]:
     """Methods, target class, the settings methods share (path points, draws), curve steps and map resolution."""
-    if "attr_methods" not in st.session_state:
-        st.session_state.attr_methods = DEFAULT_METHODS
-    if st.session_state.get("attr_class", 0) >= len(class_names):  # a class kept from a model with more classes
-        del st.session_state["attr_class"]
-    left, right = st.columns([3, 2])
-    methods = left.multiselect("Methods", list(METHODS), key="attr_methods",
-                               help="Slow ones (many forward passes) show their progress; each map is computed once.")
+    class_names = ctx.card.class_names
+    ui.context.hold({"attr_methods": DEFAULT_METHODS})
     order = probability.argsort(descending=True).tolist()
+    ui.context.reset_on_new_input(ctx, {"attr_class": order[0]})  # a new image explains its own top class
+    left, right = st.columns([3, 2])
+    methods = left.multiselect("Methods", list(METHODS), key="attr_methods", wrap=True,
+                               help="Slow ones (many forward passes) show their progress; each map is computed once.")
     target = right.selectbox("Class to explain", order, key="attr_class",
                              format_func=lambda c: f"{class_names[c]} ({c}), p = {probability[c]:.1%}")
     with st.expander("Settings"):
@@ -119,8 +118,7 @@ if not card.num_classes:
     st.info(f"**{card.name}** has no classification head: there is no class score to attribute.")
     st.stop()
 probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
-ui.context.forget_on_new_input(ctx, "attr_class")
-methods, target, settings, steps, resolution = attribution_controls(probability, card.class_names)
+methods, target, settings, steps, resolution = attribution_controls(ctx, probability)
 truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
 st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "
            "between methods (gradient x input, drops of the class score, attention flow), so every map is divided "
@@ -128,10 +126,21 @@ st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.cl
            "Attention rollout is the same for every class.")
 if ui.context.class_row_note(card):
     st.caption(ui.context.class_row_note(card))
+if ui.context.known_classes_note(ctx):
+    st.caption(ui.context.known_classes_note(ctx))
 if not methods:
     st.info("Pick at least one method.")
     st.stop()
 
+explained = {**ctx.about, "class": target, "class_name": card.class_names[target], "methods": methods,
+             **{f"{setting} ({', '.join(cls.name for cls, _ in setting_users(setting))})": value
+                for setting, value in settings.items()}}
+ui.context.hold({"attr_opacity": 0.8, "attr_alone": True})
+o1, o2 = st.columns(2)
+opacity = o1.slider("Map opacity over the image", 0.1, 1.0, step=0.05, key="attr_opacity",
+                    help="Lower it to see the image under the map; zero is always transparent.")
+alone = o2.checkbox("Each map alone beside it", key="attr_alone",
+                    help="On white: blue evidence against the class can vanish over a blue sky.")
 # Cheapest first, each drawn as soon as it is done: rollout, saliency and relevance show in a second or two,
 # then each many-pass method with its progress bar and the time it is expected to take.
 costs = {name: METHODS[name].passes(card, **dict(method_options(name, settings))) for name in methods}
@@ -149,12 +158,17 @@ for name in sorted(methods, key=costs.get):
              for n in methods if n in results}  # in the order picked
     pending = [n for n in methods if n not in results]
     with slot.container():
-        ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask,
+        ui.show_figure(plots.attribution_panels(ctx.pixels[0], shown, mask=ctx.mask, opacity=opacity, alone=alone,
+                                                per_row=2 if alone else 3,
                                                 title=f"Evidence for {card.class_names[target]}, each map over its "
                                                       f"largest |value|" + (f" (still to come: {', '.join(pending)})"
                                                                             if pending else "")),
                        "attribution-maps", {n.replace(" ", "_"): value for n, value in shown.items()},
-                       key=f"attribution-maps-{len(results)}")
+                       key=f"attribution-maps-{len(results)}",
+                       settings={**explained, "resolution": resolution},
+                       units={n.replace(" ", "_"): f"share of the map's largest absolute value, signed (+ for the "
+                                                   f"class); rows and columns: the {resolution} of the image"
+                              for n in shown})
 note.empty()
 results = {name: results[name] for name in methods}
 
@@ -163,16 +177,35 @@ shapes_model = card.class_names == SHAPES_CLASSES
 pixel_mean = cached_shapes_mean(card.image_size[0]) if shapes_model and card.image_size[0] == card.image_size[1] else None
 fill = tuple(faithfulness.mean_fill(model, pixel_mean).tolist())
 st.caption("Patches in the order of each map, most relevant first. Deletion replaces them with the per-channel "
-           f"dataset mean ({'of the shapes training items' if pixel_mean else 'the model normalises with'}); "
-           f"insertion reveals them on a copy blurred by half a patch. A faithful map makes the class probability "
-           "fall fast (low deletion AUC) and rise fast (high insertion AUC).")
+           f"dataset mean ({'of the shapes training items' if pixel_mean else 'the data the model normalises with'}); "
+           f"insertion reveals them on a copy blurred by half a patch ({card.patch_size / 2:g} px). A faithful map makes "
+           "the class probability fall fast (low deletion AUC) and rise fast (high insertion AUC). Patches of exactly "
+           f"equal value in a map (occlusion's zeros where one patch changes nothing) follow one fixed random order "
+           f"(seed {faithfulness.TIE_SEED}), never the raster order: a flat map scores like a random one, not like a "
+           "perfect one; the pointing game breaks a tied maximum the same way.")
 curves = {name: cached_curves(model, ctx.model_key, ctx.image_key, name, target, method_options(name, settings),
                               steps, fill, ctx.inputs, maps.patch[0]) for name, maps in results.items()}
+deletion, insertion = next(iter(curves.values()))  # every method's curves share their ends
+deleted, blurred = faithfulness.baseline_images(model, ctx.pixels, fill=torch.tensor(pixel_mean or card.mean),
+                                                blur_sigma=card.patch_size / 2)  # in pixels, to show
+ends = {"the image": deletion.probabilities[0, 0].item(), "100% deleted": deletion.probabilities[0, -1].item(),
+        "0% revealed": insertion.probabilities[0, 0].item()}
+ui.show_figure(plots.patch_panels([ctx.pixels[0], deleted[0], blurred[0]],
+                                  [f"{what}: p = {p:.3f}" for what, p in ends.items()], card.patch_size, height=260,
+                                  title=f"Where the curves start and end: the probability of {card.class_names[target]}"),
+               "faithfulness-baselines", {"probability": torch.tensor(list(ends.values()))},
+               settings={**explained, "fill_rgb_pixels": [round(v, 4) for v in (pixel_mean or card.mean)],
+                         "blur_sigma_px": card.patch_size / 2},
+               units={"probability": "probability of the class for: the image, all patches deleted, none revealed"})
 curve_data = {"fraction": next(iter(curves.values()))[0].fractions}
 for name, (deletion, insertion) in curves.items():
     curve_data[f"{name} deletion".replace(" ", "_")] = deletion.probabilities[0]
     curve_data[f"{name} insertion".replace(" ", "_")] = insertion.probabilities[0]
-ui.show_figure(plots.faithfulness_curves(curves), "deletion-insertion", curve_data)
+ui.show_figure(plots.faithfulness_curves(curves), "deletion-insertion", curve_data,
+               settings={**explained, "steps": steps, "fill_rgb_pixels": [round(v, 4) for v in (pixel_mean or card.mean)],
+                         "blur_sigma_px": card.patch_size / 2, "ties": f"seeded random order, seed {faithfulness.TIE_SEED}"},
+               units={name: "share of the patches deleted or revealed" if name == "fraction" else
+                      "probability of the class" for name in curve_data})
 
 rows = [{"method": name, "deletion AUC (lower)": curves[name][0].auc[0].item(),
          "insertion AUC (higher)": curves[name][1].auc[0].item(), **localization(maps, ctx.mask)}

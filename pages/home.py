@@ -39,7 +39,7 @@ middle.metric("Patch grid", f"{card.grid_size[0]} x {card.grid_size[1]}", help=f
 right.metric("Input", f"{card.image_size[0]} x {card.image_size[1]} px")
 st.markdown(
     f"""
-| | |
+| About | {card.name} |
 |---|---|
 | Where it came from | {card.provenance} |
 | Depth x width x heads | {card.depth} blocks x {card.embed_dim} x {card.num_heads} heads |

@@ -10,6 +10,7 @@ import torch
 import ui
 from vitviz import jigsaw, plots
 from vitviz.models import ModelCard
+from vitviz.patches import a_grid
 
 ALL, SOME, REGION = "All patches", "k random patches", "A region"
 ANIMATION_BUDGET = 2_000_000  # pixel values (frames x 3 x H x W) an animation may send to the browser
@@ -86,9 +87,12 @@ except ValueError as e:  # a jigsaw head on a model that cannot play (positional
     st.error(f"**{card.name}** cannot place patches: {e}")
     st.stop()
 pixels = ctx.pixels.cpu()
-st.caption(f"{ctx.image_label} at {card.image_size[0]}x{card.image_size[1]} px: a {gh}x{gw} grid; {k} of {gh * gw} "
+st.caption(f"{ctx.image_label} at {card.image_size[0]}x{card.image_size[1]} px: {a_grid((gh, gw))}; {k} of {gh * gw} "
            f"patches moved, {drop:.0%} hidden from the attention keys. The model has no positional embeddings, so the "
            "order it reads the patches in tells it nothing: it places each one by what it shows.")
+
+puzzle = {**ctx.about, "seed": seed, "patches_shuffled": k, "region": list(region) if region else "anywhere",
+          "fraction_dropped_from_keys": drop, "decoders_told_the_fixed_patches": pin}
 
 # Decode both ways, then reassemble and score.
 scored = jigsaw.pin_unmoved(logits, permutation) if pin else logits
@@ -111,6 +115,11 @@ ui.show_figure(
     "jigsaw-reassembly",
     {"permutation": permutation[0], "argmax_placement": placements["argmax"][0],
      "hungarian_placement": placements["Hungarian"][0], "position_logits": logits[0]},
+    settings=puzzle,
+    units={"permutation": "grid position (raster order) of the patch each shuffled token carries",
+           "argmax_placement": "grid position each shuffled token is put at, by argmax",
+           "hungarian_placement": "grid position each shuffled token is put at, by Hungarian assignment",
+           "position_logits": "logits; rows: shuffled tokens, columns: grid positions (raster order)"},
 )
 
 left, right = st.columns([2, 3])
@@ -122,10 +131,15 @@ with left:
     ui.show_figure(plots.confidence_overlay(panels[decoder][0], by_position.reshape(gh, gw), p, wrong[decoder],
                                             hover_text(shown[decoder][0], permutation[0], confidence[decoder][0], gw),
                                             title=f"How sure the model is ({decoder})"),
-                   "jigsaw-confidence", {"confidence_by_position": by_position.reshape(gh, gw)})
+                   "jigsaw-confidence", {"confidence_by_position": by_position.reshape(gh, gw)},
+                   settings={**puzzle, "decoder": decoder},
+                   units={"confidence_by_position": "softmax probability the model gave the patch placed here for this "
+                                                    "place (empty: NaN); rows and columns: the grid"})
 with right:
     ui.show_figure(plots.jigsaw_scores(scores, title="This puzzle"), "jigsaw-scores",
-                   {name: torch.tensor([s["patch_acc"], s["puzzle_acc"], s["displacement"]]) for name, s in scores.items()})
+                   {name: torch.tensor([s["patch_acc"], s["puzzle_acc"], s["displacement"]]) for name, s in scores.items()},
+                   settings=puzzle, units={name: "per-patch accuracy, exact puzzle (0 or 1), mean displacement in "
+                                                 "patches" for name in scores})
     st.caption("Per-patch accuracy: the share of patches put where they belong. Exact puzzle: every patch right. "
                "Displacement: mean distance, in patches, between where a patch was put and where it belongs. "
                "Argmax gives each patch its likeliest place, so two may collide; Hungarian finds the one-to-one "
@@ -143,7 +157,9 @@ else:
     ui.show_figure(plots.patch_panels([jigsaw.arrange_patches(pixels, sources[step:step + 1], p)[0]],
                                       [f"step {step} of {steps}"], p, outlines=[[int(moved[step - 1])] if step else []],
                                       outline_colour="#00e5ff", height=420),
-                   "jigsaw-step", {"frames": frames, "moved": moved})
+                   "jigsaw-step", {"frames": frames, "moved": moved}, settings=puzzle,
+                   units={"frames": "per step (rows), the shuffled token shown at each grid position (columns)",
+                          "moved": "the grid position filled at each step"})
     if (steps + 1) * pixels[0].numel() <= ANIMATION_BUDGET:
         with st.expander("Play it as an animation"):
             ui.show_figure(plots.reassembly_animation(jigsaw.arrange_patches(pixels.expand(steps + 1, -1, -1, -1),

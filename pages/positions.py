@@ -10,6 +10,7 @@ st.title("Positions")
 ref, model = ui.context.current_model()
 card = model.card
 gh, gw = card.grid_size
+about = ui.context.about_model(ref, card)
 st.caption("Attention ignores order, so a ViT adds a learned vector to each patch token. If it learned where "
            "patches are, nearby positions get similar vectors (Dosovitskiy et al., Fig. 7 centre).")
 
@@ -39,10 +40,15 @@ for name, (title, table) in tables.items():
     left, right = st.columns([3, 2])
     with left:
         ui.show_figure(plots.similarity_grid(similarity, (gh, gw), title="Each tile: one position vs all", zrange=zrange),
-                       f"position-similarity-{name}", {"similarity": similarity})
+                       f"position-similarity-{name}", {"similarity": similarity}, settings={**about, "table": title},
+                       units={"similarity": "cosine similarity; rows and columns: the positions in raster order "
+                                            f"({gh}x{gw} grid, row by row)"})
     with right:
         ui.show_figure(plots.similarity_map(similarity[query], (gh, gw), (int(row), int(col)), zrange=zrange),
-                       f"position-similarity-{name}-{query}", {"similarity_row": similarity[query]})
+                       f"position-similarity-{name}-{query}", {"similarity": similarity[query].reshape(gh, gw)},
+                       settings={**about, "table": title, "position": [int(row), int(col)]},
+                       units={"similarity": "cosine similarity of this position with each position; rows and "
+                                            "columns: the grid"})
 
 if learned is not None:
     st.subheader("At another resolution")
@@ -55,4 +61,7 @@ if learned is not None:
     similarity = position_similarity(resampled)
     ui.show_figure(plots.similarity_grid(similarity, new_grid, title=f"{gh}x{gw} resampled to {new_grid[0]}x{new_grid[1]}",
                                          zrange=(float(similarity.min()), 1.0)),
-                   "position-similarity-resampled", {"resampled_pos_embed": resampled})
+                   "position-similarity-resampled", {"resampled_pos_embed": resampled},
+                   settings={**about, "from_grid": [gh, gw], "to_grid": list(new_grid)},
+                   units={"resampled_pos_embed": "the resampled positional embeddings; rows: positions of the new "
+                                                 "grid in raster order, columns: embedding dimensions"})

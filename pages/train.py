@@ -90,8 +90,10 @@ def job_card(job: Job) -> None:
             curves = {split: np.array([[r["step"], r["loss"], r.get(key, r.get("accuracy"))] for r in rows
                                        if r["split"] == split]) for split in ("train", "val")}
             ui.show_figure(plots.training_curves(rows, accuracy_key=key), f"curves-{spec.name}",
-                           {f"{split} (step, loss, {key})": v for split, v in curves.items() if len(v)},
-                           key=f"curves-{job.id}")
+                           {split: v for split, v in curves.items() if len(v)}, key=f"curves-{job.id}",
+                           settings={"run": spec.name, "task": TASKS[spec.task], "data": spec.data,
+                                     "init": spec.init or "random weights", "steps": spec.steps, "state": job.state},
+                           units={split: f"rows: evaluations; columns: step, loss, {key}" for split in curves})
         if job.state == "failed":
             st.error(f"Failed: {job.error}")
         if job.note:
@@ -136,7 +138,12 @@ def maps(ref: str, image_key: str, layer: int, head: int, _model, _image):
     return class_attention(_model, _image, layer, head)
 
 
+SCALED = "class token attention over the patches, scaled to mean 1; rows and columns: the shared grid"
+
+
+@st.fragment
 def compare_section() -> None:
+    """Two models' class-token attention on the current image; its own widgets rerun this part alone."""
     entries = {e.ref: e.label for e in list_models()}
     refs = list(entries)
     a_col, b_col = st.columns(2)
@@ -172,7 +179,9 @@ def compare_section() -> None:
         a, b = common_grid(a_maps[index], b_maps[index])
         ui.show_figure(plots.attention_comparison(shown, a, b, (ref_a, ref_b), title=what),
                        f"compare-{what.split(',')[0].lower().replace(' ', '')}", {"a": a, "b": b, "a_minus_b": a - b},
-                       key=f"compare-{index}")
+                       key=f"compare-{index}",
+                       settings={"model_a": ref_a, "model_b": ref_b, "image": label, "map": what},
+                       units={"a": SCALED, "b": SCALED, "a_minus_b": f"a minus b, each {SCALED}"})
 
 
 st.title("Train")
@@ -198,4 +207,7 @@ if any(job.active for job in jobs):
 else:
     jobs_panel(jobs)
 st.subheader("Compare two models")
-compare_section()
+# Off until asked: its figures are most of this page's work, and a page opened to launch or watch a run (a second
+# tab while a job trains on the same CPU) should not wait for them.
+if st.toggle("Show two models' attention on the same image", key="compare_on"):
+    compare_section()

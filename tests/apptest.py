@@ -35,8 +35,6 @@ def open_page(page: str, model: Optional[str] = None, upload: Optional[tuple[str
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     if model is not None:
         at.session_state["model_choice"] = _label_for(model)
-    if upload is not None:
-        at.session_state["image_source"] = "Upload"
     if sample is not None:
         at.session_state["sample_name"] = sample
     if shapes_index is not None:

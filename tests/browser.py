@@ -21,10 +21,16 @@ def open_view(page, title: str) -> None:
 
 
 def upload_image(page, path: Path) -> None:
-    page.locator('[data-testid="stSidebar"] label').filter(has_text="Upload").first.click()
-    wait_idle(page)
+    """Upload ``path`` through the sidebar's uploader, which is always there: no source to pick first."""
     page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
     page.wait_for_selector(f'[data-testid="stSidebar"] :text("{path.name}")')
+    wait_idle(page)
+
+
+def remove_upload(page) -> None:
+    """Remove the uploaded file (its x in the uploader): the sidebar's bundled images are in use again."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stFileChipDeleteBtn"] button').first.click()
+    page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stFileChip"]', state="detached")
     wait_idle(page)
 
 
@@ -48,12 +54,19 @@ def plot_layouts(page) -> list[dict]:
     )
 
 
-def open_app(browser, url: str):
-    """A new browser session on the app, once the app's own sidebar is drawn.
+def query_controls(page) -> tuple[list[bool], str]:
+    """The main area's first radio (which options are checked) and first number box (its text), as the browser
+    shows them."""
+    radios = page.locator('main [data-testid="stRadio"] input').evaluate_all("els => els.map(e => e.checked)")
+    return radios, page.locator('main [data-testid="stNumberInput"] input').first.input_value()
 
-    Until the first run of a fresh server completes, Streamlit can show the navigation it would make from
-    the pages/ folder instead of the app's, without the sidebar's widgets.
-    """
+
+def sidebar_text(page) -> str:
+    return page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def open_app(browser, url: str):
+    """A new browser session on the app, once the app's own sidebar is drawn."""
     tab = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
     tab.set_default_timeout(120_000)
     tab.goto(url)

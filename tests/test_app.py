@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from apptest import APP, chart_specs, chart_titles, open_page, png_bytes
 
@@ -15,6 +16,38 @@ def test_home_shows_the_model_card():
     assert metrics["Patch grid"] == "14 x 14" and metrics["Input"] == "224 x 224 px"
     assert metrics["Parameters"] == "5.72 M"
     assert any("random weights" in w.value for w in at.warning)
+
+
+def _first_run(**state) -> AppTest:
+    """The app's first run (Home), the one whose sidebar AppTest keeps, with ``state`` set before it."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def test_the_sidebar_warns_about_the_model_and_shows_the_image_as_the_model_sees_it():
+    at = _first_run(model_choice=f"{MODEL} (timm)", sample_name="chelsea")
+    assert not at.exception
+    warnings = [w.value for w in at.sidebar.warning]
+    assert warnings == ["No pretrained weights for vit_tiny_patch16_224 are in the local cache and vitviz never "
+                        "downloads: this model has random weights."]
+    preview = at.sidebar.get("image")[0]
+    assert preview.proto.imgs[0].caption == "As the model sees it: 224x224 px, from 451x300"
+    from vitviz.samples import load_sample
+
+    assert load_sample("chelsea").size == (451, 300)
+
+
+def test_the_app_opens_on_starter_shapes_with_no_warning():
+    from vitviz.registry import DEFAULT_MODEL, find_checkpoint
+
+    if find_checkpoint(DEFAULT_MODEL) is None:
+        pytest.skip("the starter models are not installed")
+    at = _first_run()
+    assert at.sidebar.selectbox(key="model_choice").value == "starter-shapes (classifier)"
+    assert not at.sidebar.warning
+    assert at.sidebar.get("image")[0].proto.imgs[0].caption == "As the model sees it: 64x64 px, from 512x512"
 
 
 @pytest.mark.parametrize("image", ["upload", "sample"])
@@ -99,6 +132,7 @@ def test_a_shapes_item_as_the_image():
     at = open_page("patches", model=MODEL, shapes_index=6)
     assert not at.exception
     assert f"shapes test item 6 (a {SHAPES_CLASSES[shapes_item(6, 224)[1]]})" in at.caption[0].value
+    assert "a 14x14 grid of 16x16 patches" in at.caption[0].value
 
 
 def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, monkeypatch):
@@ -114,6 +148,8 @@ def test_home_card_names_the_classes_and_tabulates_recorded_metrics(tmp_path, mo
     at = open_page("home", model="tiny-abc")
     assert not at.exception
     assert any("| Classes | 3: ant, bee, cat |" in m.value for m in at.markdown)
+    card_table = next(m.value for m in at.markdown if "| Classes |" in m.value)
+    assert card_table.strip().splitlines()[0] == "| About | tiny-abc |"  # a header that says something
     table = at.table[0].value
     assert table.loc["test", "accuracy"] == 0.375 and table.loc["val", "loss"] == 1.25
 
@@ -148,3 +184,15 @@ def test_a_non_square_grid_is_resampled_to_a_non_square_grid(tmp_path, monkeypat
     assert "4x8 resampled to 8x16" in chart_titles(at)[-1]
     at.slider(key="pos_new_rows").set_value(6).run()
     assert "4x8 resampled to 6x12" in chart_titles(at)[-1]
+
+
+def test_an_eight_by_eight_grid_is_an_eight_by_eight_grid(tmp_path, monkeypatch):
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
+
+    arch = dict(img_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=2)
+    save_checkpoint(create_vit(arch), tmp_path / "eights", dict(name="eights", kind="classifier", architecture=arch,
+                                                                class_names=["a", "b"]))
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    at = open_page("patches", model="eights", sample="rocket")
+    assert "resized and centre-cropped to 64x64 px: an 8x8 grid of 8x8 patches" in at.caption[0].value

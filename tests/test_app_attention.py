@@ -115,6 +115,8 @@ def test_models_without_a_class_token_or_a_head(tmp_path, monkeypatch, name, arc
         assert not any(t.startswith("Relevance") for t in chart_titles(at))
     else:
         assert any(t.startswith("Relevance: ") for t in chart_titles(at))
+        # beside its predictions: three classes cannot describe a photo of a rocket
+        assert any(c.value.startswith(f"**{name}** knows only these 3 classes: a, b, c.") for c in at.caption)
     at.radio(key="att_query_kind").set_value(PATCH).run()
     at.number_input(key="att_patch").set_value(0).run()
     assert not at.exception
@@ -136,6 +138,20 @@ def test_a_new_image_explains_its_own_top_class_again():
     ranked = at.selectbox(key="att_class").options
     assert at.selectbox(key="att_class").value == _class_of(ranked[0])
     assert any(t.startswith(f"Gradient rollout: {ranked[0].split(' (')[0]}") for t in chart_titles(at))
+
+
+def test_a_new_image_starts_the_query_again_in_the_controls_and_the_maps():
+    at = open_page("attention", model=MODEL, sample="coffee")
+    at.session_state["att_pending_patch"] = 20  # a click on patch 20
+    at.run()
+    at.slider(key="att_layer").set_value(5).run()
+    assert "Layer 5, mean of heads: attention of patch 20" in chart_titles(at)[0]
+    at.session_state["sample_name"] = "rocket"
+    at.run()
+    assert not at.exception
+    assert at.radio(key="att_query_kind").value == "Class token" and at.number_input(key="att_patch").value == 7 * 14 + 7
+    assert chart_titles(at)[0] == "Layer 5, mean of heads: attention of the class token"  # the layer is kept
+    assert any(t.startswith("Rollout of the class token") for t in chart_titles(at))
 
 
 def _class_of(option: str) -> int:

@@ -62,17 +62,29 @@ def test_maps_on_one_scale_curves_and_localization_on_a_shapes_item(tiny_shapes)
         target = int(tiny_shapes(inputs)[0].argmax())
     assert at.selectbox(key="attr_class").value == target  # the top class is explained first
 
+    assert not any("knows only" in c.value for c in at.caption)  # an item of its own data set
+
     panels = chart(at, "Evidence for")
     heatmaps = [trace for trace in panels["data"] if trace["type"] == "heatmap"]
-    assert len(heatmaps) == 5 and all(trace["coloraxis"] == "coloraxis" for trace in heatmaps)
+    # each map over the image at the chosen opacity, and alone beside it
+    assert len(heatmaps) == 10 and all(trace["coloraxis"] == "coloraxis" for trace in heatmaps)
+    assert [trace["opacity"] for trace in heatmaps[:2]] == [0.8, 1]
     assert (panels["layout"]["coloraxis"]["cmin"], panels["layout"]["coloraxis"]["cmax"]) == (-1, 1)
-    assert sum(trace["type"] == "contour" for trace in panels["data"]) == 5  # the mask outlined on every panel
+    assert sum(trace["type"] == "contour" for trace in panels["data"]) == 10  # the mask outlined on every panel
     names = [a["text"] for a in panels["layout"]["annotations"]]
-    assert names == ["Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"]
+    methods = ["Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"]
+    assert names == [title for method in methods for title in (method, f"{method}: map alone")]
+    overlays, alone = heatmaps[0::2], heatmaps[1::2]
     occlusion = METHODS["Occlusion"](tiny_shapes).attribute(inputs, target)
-    torch.testing.assert_close(torch.tensor(heatmaps[2]["z"]), occlusion.scaled().patch[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(overlays[2]["z"]), occlusion.scaled().patch[0], rtol=1e-4, atol=1e-5)
     relevance = METHODS["Relevance"](tiny_shapes).attribute(inputs, target)
-    torch.testing.assert_close(torch.tensor(heatmaps[4]["z"]), relevance.scaled().patch[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(overlays[4]["z"]), relevance.scaled().patch[0], rtol=1e-4, atol=1e-5)
+    assert [trace["z"] for trace in alone] == [trace["z"] for trace in overlays]
+
+    at.slider(key="attr_opacity").set_value(0.3)
+    at.checkbox(key="attr_alone").uncheck().run()
+    heatmaps = [trace for trace in chart(at, "Evidence for")["data"] if trace["type"] == "heatmap"]
+    assert [trace["opacity"] for trace in heatmaps] == [0.3] * 5
 
     from vitviz.explanation_benchmark import shapes_pixel_mean
 
@@ -87,6 +99,21 @@ def test_maps_on_one_scale_curves_and_localization_on_a_shapes_item(tiny_shapes)
     curves = chart(at, "Occlusion<br>deletion AUC")
     assert f"deletion AUC {deletion.auc.item():.3f}" in " ".join(a["text"] for a in curves["layout"]["annotations"])
     assert len([t for t in curves["data"] if t["name"] == "deletion"]) == 5
+    # the ends of the curves: the baselines, drawn and marked, with the probability the model gives them
+    insertion = faithfulness.insertion_curve(tiny_shapes, inputs, occlusion.patch, target, steps="decile")
+    ends = [t for t in curves["data"] if t["name"] in ("deletion baseline", "insertion baseline")]
+    assert [(t["x"][0], round(t["y"][0], 4)) for t in ends[:2]] == [
+        (1.0, round(deletion.probabilities[0, -1].item(), 4)), (0.0, round(insertion.probabilities[0, 0].item(), 4))]
+    assert "neither end is 0" in curves["layout"]["title"]["text"]
+    baselines = chart(at, "Where the curves start and end")
+    assert [a["text"] for a in baselines["layout"]["annotations"]] == [
+        f"the image: p = {deletion.probabilities[0, 0].item():.3f}",
+        f"100% deleted: p = {deletion.probabilities[0, -1].item():.3f}",
+        f"0% revealed: p = {insertion.probabilities[0, 0].item():.3f}"]
+    deleted_pixels = torch.tensor(baselines["data"][1]["z"], dtype=torch.float32)  # the plain fill, in pixels
+    expected = torch.tensor(shapes_pixel_mean(32)) * 255
+    assert torch.allclose(deleted_pixels.reshape(-1, 3).float().mean(0), expected, atol=0.6)
+    assert any("fixed random order (seed 0)" in c.value for c in at.caption)
 
 
 @pytest.fixture
@@ -106,13 +133,15 @@ def test_each_map_is_computed_once(tiny_shapes, forward_calls):
     at = open_page("attributions", model=NAME, sample="rocket")
     assert not at.exception and not at.error
     assert "mass in mask" not in at.dataframe[0].value.columns  # a photo has no object mask
+    note = next(c.value for c in at.caption if "knows only" in c.value)  # four shapes, and a photo of a rocket
+    assert note.startswith("**tiny-shapes** knows only these 4 classes: circle, square, triangle, star.")
     forward_calls.clear()
 
     at.radio(key="attr_resolution").set_value("pixels").run()
     assert not at.exception
     assert forward_calls == []  # the maps are cached; only the drawing changed
     heatmaps = [t for t in chart(at, "Evidence for")["data"] if t["type"] == "heatmap"]
-    assert np.array(heatmaps[0]["z"]).shape == (32, 32)
+    assert np.array(heatmaps[0]["z"]).shape == (32, 32) and np.array(heatmaps[1]["z"]).shape == (32, 32)
 
     at.multiselect(key="attr_methods").select("Feature ablation").run()
     assert not at.exception

@@ -108,6 +108,8 @@ def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(fo
 
 def test_compare_shows_two_checkpoints_attention_and_their_difference(folders):
     at = open_page("train", sample="chelsea")
+    assert chart_titles(at) == []  # drawn when asked, not on every visit
+    at.toggle(key="compare_on").set_value(True).run()
     at.selectbox(key="compare_a").set_value("tiny-classifier")
     at.selectbox(key="compare_b").set_value("tiny-jigsaw").run()
     assert not at.exception

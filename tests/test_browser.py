@@ -1,10 +1,12 @@
-"""The real app in headless Chromium: upload an image, see the patch grid, visit every view."""
+"""The real app in headless Chromium: upload an image (the uploader is in the sidebar from the start), see it as the
+model sees it, see the patch grid, visit every view; the model's warnings follow to every view."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from browser import assert_no_exception, choose, open_view, plot_layouts, upload_image, wait_idle, wait_for_plots
+from browser import (assert_no_exception, choose, open_view, plot_layouts, query_controls, remove_upload, sidebar_text,
+                     upload_image, wait_idle, wait_for_plots)
 
 pytestmark = pytest.mark.browser
 
@@ -19,16 +21,31 @@ def uploaded_png(tmp_path_factory):
     return path
 
 
-def test_upload_then_patches_and_positions(page, app_server, uploaded_png, output_dir):
+RANDOM_WEIGHTS = "This model has random weights, as chosen (random init)"
+
+
+def sidebar_preview(page) -> tuple[int, str]:
+    """The width of the sidebar's picture of the image as the model sees it, and its caption."""
+    image = page.locator('[data-testid="stSidebar"] [data-testid="stImage"]').first
+    image.locator("img").wait_for()
+    return image.locator("img").evaluate("img => img.naturalWidth"), image.inner_text()
+
+
+def test_upload_then_patches_and_positions(page, app_server, uploaded_png, tmp_path, output_dir):
     page.goto(app_server.url)
     page.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
     wait_idle(page)
+    assert RANDOM_WEIGHTS not in sidebar_text(page)  # the default model is a trained one
     choose(page, "Model", "vit_tiny_patch16_224 (random init)", where='[data-testid="stSidebar"]')
-    upload_image(page, uploaded_png)
+    page.wait_for_selector(f'[data-testid="stSidebar"] [data-testid="stAlert"]:has-text("{RANDOM_WEIGHTS}")')
+    upload_image(page, uploaded_png)  # straight into the uploader: no source to pick first
+    page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stImage"]:has-text("from 400x300")')
+    assert sidebar_preview(page)[1] == "As the model sees it: 224x224 px, from 400x300"
     open_view(page, "Patches")
     page.wait_for_selector(".js-plotly-plot")
     assert_no_exception(page)
     assert "red-square.png" in page.locator("main").inner_text()
+    assert RANDOM_WEIGHTS in sidebar_text(page)  # the warning is beside every view's output, not on Home alone
     layouts = plot_layouts(page)
     grid = [p for p in layouts if "Click a patch" in p["title"]]
     # vit_tiny_patch16_224: a 14x14 grid is 15 + 15 lines, plus the selected patch's outline
@@ -39,6 +56,23 @@ def test_upload_then_patches_and_positions(page, app_server, uploaded_png, outpu
     page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(20).click(force=True)
     page.wait_for_selector('[data-testid="stMarkdownContainer"]:has-text("Patch 20 sits at row 1, column 6")')
     wait_idle(page)
+    assert query_controls(page)[1] == "20"
+
+    # a panorama: the sidebar shows the middle the model keeps and says how much of the image that is, and the
+    # patch selection starts again at the centre, in the number box and the figure alike
+    panorama = tmp_path / "panorama.png"
+    Image.new("RGB", (4000, 300), (30, 90, 200)).save(panorama)
+    upload_image(page, panorama)
+    page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stImage"]:has-text("from 4000x300")')
+    page.wait_for_selector('[data-testid="stMarkdownContainer"]:has-text("Patch 105 sits at row 7, column 7")')
+    wait_idle(page)
+    assert query_controls(page)[1] == "105"
+    assert "The model sees only the middle 300x300 px of this 4000x300 image (8% of it)" in sidebar_text(page)
+    assert "panorama.png" in page.locator("main").inner_text()
+    upload_image(page, uploaded_png)
+    page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stImage"]:has-text("from 400x300")')
+    wait_idle(page)
+    assert "The model sees only" not in sidebar_text(page)
 
     open_view(page, "Positions")
     wait_for_plots(page, 5)  # learned and sin-cos (grid and enlarged position each), then the resampled grid
@@ -97,8 +131,7 @@ def test_jigsaw_view_reassembles_an_uploaded_image(browser, jigsaw_app, uploaded
         titles = " ".join(layout["title"] for layout in plot_layouts(page))
         assert "This puzzle" in titles and "How sure the model is" in titles
         # a photo the starter model never trained on: the screenshot shows a reassembly worth looking at
-        page.locator('[data-testid="stSidebar"] label').filter(has_text="Sample photo").first.click()
-        wait_idle(page)
+        remove_upload(page)
         choose(page, "Sample photo", "chelsea", where='[data-testid="stSidebar"]')
         page.wait_for_selector('[data-testid="stCaptionContainer"]:has-text("sample photo: chelsea")')
         wait_idle(page)

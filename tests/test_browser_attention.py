@@ -1,21 +1,28 @@
-"""The Attention view in headless Chromium, on an uploaded image: the maps draw and a click picks the query."""
+"""The Attention view in headless Chromium, on an uploaded image: the maps draw, a click picks the query, and a new
+image starts the query again in the controls and the maps alike."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from browser import assert_no_exception, choose, open_view, plot_layouts, upload_image, wait_for_plots, wait_idle
+from browser import (assert_no_exception, choose, open_view, plot_layouts, query_controls, remove_upload, upload_image,
+                     wait_for_plots, wait_idle)
 from conftest import REPO
 
 pytestmark = pytest.mark.browser
 
 
-def test_attention_view_on_an_uploaded_image(page, app_server, tmp_path, output_dir):
-    rng = np.random.default_rng(1)
+def _square_image(folder, name: str, colour: tuple[int, int, int], seed: int):
+    rng = np.random.default_rng(seed)
     pixels = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
-    pixels[60:180, 100:220] = (40, 40, 255)
-    path = tmp_path / "blue-square.png"
+    pixels[60:180, 100:220] = colour
+    path = folder / name
     Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_attention_view_on_an_uploaded_image(page, app_server, tmp_path, output_dir):
+    path = _square_image(tmp_path, "blue-square.png", (40, 40, 255), seed=1)
 
     page.goto(app_server.url)
     wait_idle(page)
@@ -41,9 +48,25 @@ def test_attention_view_on_an_uploaded_image(page, app_server, tmp_path, output_
     page.wait_for_selector('.js-plotly-plot .gtitle:has-text("Rollout of patch 30")')
     wait_idle(page)
     assert_no_exception(page)
+    assert query_controls(page) == ([False, True], "30")
+
+    # another image: the query starts again from the class token, in the controls and in every map at once
+    upload_image(page, _square_image(tmp_path, "green-square.png", (40, 255, 40), seed=2))
+    page.wait_for_selector('.js-plotly-plot .gtitle:has-text("Layer 12, mean of heads: attention of the class token")')
+    page.wait_for_selector('.js-plotly-plot .gtitle:has-text("Rollout of the class token")')
+    wait_idle(page)
+    assert "green-square.png" in page.locator("main").inner_text()
+    assert query_controls(page) == ([True, False], str(7 * 14 + 7))  # the centre patch of the 14x14 grid waits
+    assert plot_layouts(page)[0]["shapes"] == 0  # no query patch outlined
+    # and a click on patch 30 of the new image picks it again
+    page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(30).click(force=True)
+    page.wait_for_selector('.js-plotly-plot .gtitle:has-text("attention of patch 30")')
+    wait_idle(page)
+    assert query_controls(page) == ([False, True], "30")
     if (REPO / "models" / "starter-shapes.safetensors").exists():
         # a trained model on an image of its own domain, asked from the class token, for the screenshot
         choose(page, "Model", "starter-shapes (classifier)", where='[data-testid="stSidebar"]')
+        remove_upload(page)
         page.locator('[data-testid="stSidebar"] label').filter(has_text="Shapes item").first.click()
         wait_idle(page)
         page.locator("main label").filter(has_text="Class token").first.click()

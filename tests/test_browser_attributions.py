@@ -46,12 +46,13 @@ def test_home_card_then_attributions_on_a_shapes_item(browser, shapes_app, outpu
         page.locator('[data-testid="stSidebar"] label').filter(has_text="Shapes item").first.click()
         wait_idle(page)
         open_view(page, "Attributions")
-        wait_for_plots(page, 2)  # the maps, then the deletion and insertion curves
+        wait_for_plots(page, 3)  # the maps, the baselines, then the deletion and insertion curves
         assert_no_exception(page)
         main = page.locator("main").inner_text()
         assert "shapes test item 0" in main and "On the object?" in main
         titles = [layout["title"] for layout in plot_layouts(page)]
-        assert "Evidence for " in titles[0] and "deleted" in titles[1] and len(titles) == 2, titles
+        assert "Evidence for " in titles[0] and "deleted" in titles[2] and len(titles) == 3, titles
+        assert "Where the curves start and end" in titles[1], titles
         maps = page.locator(".js-plotly-plot").first.locator(".annotation-text").all_text_contents()
         for method in ("Integrated Gradients", "Saliency", "Occlusion", "Attention rollout", "Relevance"):
             assert any(method in text for text in maps), (method, maps)

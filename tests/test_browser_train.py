@@ -67,6 +67,8 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
     trainer.screenshot(path=str(output_dir / "train-finished.png"), full_page=True)
 
     # compare the new model's attention with another's, on the same image
+    trainer.locator("main label").filter(has_text="Show two models' attention on the same image").first.click()
+    wait_idle(trainer)
     choose(trainer, "Model A", "my-classifier-1 (classifier)")
     choose(trainer, "Model B", "vit_tiny_patch16_224 (random init)")
     comparison = trainer.locator(".js-plotly-plot").filter(has_text="my-classifier-1 minus").first

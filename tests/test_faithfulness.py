@@ -116,11 +116,56 @@ def test_step_counts():
         fa.step_counts(4, "tenth")
 
 
-def test_patch_ranks_most_relevant_first_ties_in_raster_order():
+def test_patch_ranks_most_relevant_first_ties_in_a_seeded_random_order():
     assert fa.patch_ranks(MAP[None])[0].tolist() == [[3, 0], [1, 2]]
-    assert fa.patch_ranks(torch.zeros(1, 2, 3))[0].tolist() == [[0, 1, 2], [3, 4, 5]]
+    # ties keep the order of one seeded permutation of the grid: the same alone or in a batch, for every seed
+    shuffle = torch.randperm(6, generator=torch.Generator().manual_seed(fa.TIE_SEED))
+    flat = fa.patch_ranks(torch.zeros(1, 2, 3))[0].flatten()
+    assert flat[shuffle].tolist() == [0, 1, 2, 3, 4, 5] and flat.tolist() != [0, 1, 2, 3, 4, 5]
+    assert torch.equal(fa.patch_ranks(torch.zeros(3, 2, 3))[2], flat.view(2, 3))
+    assert not torch.equal(fa.patch_ranks(torch.zeros(1, 2, 3), seed=1)[0], flat.view(2, 3))
+    # only the tied patches move: the top one stays first, the tied rest follow the permutation
+    partly = torch.tensor([[[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]])
+    ranks = fa.patch_ranks(partly)[0].flatten()
+    assert ranks[3] == 0 and [int(i) for i in shuffle if i != 3] == ranks.argsort()[1:].tolist()
     with pytest.raises(ValueError, match="NaN"):
         fa.patch_ranks(torch.tensor([[[0.0, math.nan]]]))
+
+
+def test_a_flat_map_scores_like_a_random_map_not_like_a_perfect_one():
+    """Only the top-left patch matters to this model: ranked in raster order, a flat map would delete it first
+    and match the perfect map exactly."""
+    weights = torch.zeros(4, 4)
+    weights[0, 0] = 6.0
+    model = PatchMeans(weights).eval()
+    x = image(torch.ones(4, 4))
+    perfect = torch.zeros(1, 4, 4)
+    perfect[0, 0, 0] = 1.0
+    flat = torch.zeros(1, 4, 4)
+    best = fa.deletion_curve(model, x, perfect, 0)
+    blind = fa.deletion_curve(model, x, flat, 0)
+    assert best.probabilities[0, 1] == pytest.approx(0.5)  # gone after the first step
+    step = int(fa.patch_ranks(flat)[0, 0, 0]) + 1  # when the flat map's random order reaches the top-left patch
+    assert step > 1 and blind.probabilities[0, step - 1] > 0.99 and blind.probabilities[0, step] == pytest.approx(0.5)
+    assert blind.auc.item() > best.auc.item() + 0.1
+    random_order = -fa.patch_ranks(flat).float()  # the same order written as a map without ties
+    torch.testing.assert_close(fa.deletion_curve(model, x, random_order, 0).probabilities, blind.probabilities)
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, :4, :4] = True  # the top-left patch only
+    assert fa.pointing_game(perfect, masks).item() and not fa.pointing_game(flat, masks).item()
+
+
+def test_baseline_images_are_where_the_curves_end_and_start():
+    model = PatchMeans().eval()
+    x = image()
+    fill = fa.mean_fill(model, (0.7, 0.65, 0.6))
+    deleted, blurred = fa.baseline_images(model, x, fill=fill)
+    torch.testing.assert_close(deleted, torch.ones_like(x))
+    torch.testing.assert_close(blurred, fa.blur(x, 2.0))  # half a 4-px patch
+    with torch.no_grad():
+        p_deleted, p_blurred = (model(i).softmax(-1)[0, 0].item() for i in (deleted, blurred))
+    assert fa.deletion_curve(model, x, MAP[None], 0, fill=fill).probabilities[0, -1].item() == pytest.approx(p_deleted)
+    assert fa.insertion_curve(model, x, MAP[None], 0).probabilities[0, 0].item() == pytest.approx(p_blurred)
 
 
 def test_curves_per_image_targets_and_batching_agree():

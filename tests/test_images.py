@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from vitviz.images import ImageLoadError, fit_to_model, image_notes, load_image, to_tensor
+from vitviz.images import ImageLoadError, fit_notes, fit_to_model, image_notes, load_image, model_fit, to_tensor
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -128,6 +128,33 @@ def test_fit_to_model_crops_the_centre_at_the_model_size():
     assert fitted.size == (32, 32)
     tensor = to_tensor(fitted)
     assert tensor.shape == (3, 32, 32) and float(tensor[0].mean()) > 0.95 and float(tensor[1].mean()) < 0.05
+
+
+def test_a_panorama_keeps_its_middle_and_says_what_share():
+    fit = model_fit((4000, 300), (224, 224))
+    assert fit.box == (1850.0, 0.0, 2150.0, 300.0) and fit.box_size == (300, 300)
+    assert fit.kept == pytest.approx(300 / 4000) and fit.scale == pytest.approx(224 / 300)
+    assert fit_notes((4000, 300), (224, 224)) == [
+        "The model sees only the middle 300x300 px of this 4000x300 image (8% of it): its input is 224x224, "
+        "so the rest is cut off. Crop the image yourself to choose what it sees."]
+    # the box is what fit_to_model cuts: a panorama whose middle 300 columns are red comes out all red
+    panorama = Image.new("RGB", (4000, 300), (0, 0, 255))
+    panorama.paste((255, 0, 0), (1850, 0, 2150, 300))
+    fitted = to_tensor(fit_to_model(panorama, (224, 224)))
+    inner = fitted[:, :, 1:-1]  # the bicubic kernel reaches a pixel beyond the box at its edges
+    assert float(inner[0].min()) > 0.99 and float(inner[2].max()) < 0.01
+
+
+def test_a_tiny_image_says_how_many_times_it_is_enlarged():
+    fit = model_fit((16, 16), (224, 224))
+    assert fit.kept == 1.0 and fit.scale == 14.0
+    assert fit_notes((16, 16), (224, 224)) == [
+        "This 16x16 image is enlarged 14.0 times to 224x224 px: the model sees smooth blocks, not detail it could use."]
+    # a photo of about the model's shape and size needs no note; a non-square model input crops along its own shape
+    assert fit_notes((640, 480), (224, 224)) == [] and fit_notes((100, 80), (224, 224)) == []
+    assert model_fit((300, 100), (32, 64)).box == (50.0, 0.0, 250.0, 100.0)
+    with pytest.raises(ValueError, match="sizes must be positive"):
+        model_fit((0, 10), (224, 224))
 
 
 def _depth_cases():

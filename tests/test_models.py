@@ -2,6 +2,7 @@
 
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from safetensors.torch import save_file
 from vitviz.checkpoints import save_checkpoint
 from vitviz.hub import WeightsNotDownloaded
 from vitviz.models import ModelLoadError, create_vit, load_model
-from vitviz.registry import list_models, model_version
+from vitviz.registry import DEFAULT_MODEL, ModelEntry, default_model, list_models, model_version
 
 ARCH = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3)
 
@@ -131,6 +132,19 @@ def test_corrupt_truncated_and_foreign_files(tmp_path, tiny_checkpoint):
         load_model(tmp_path / "missing.safetensors", device="cpu")
 
 
+@pytest.mark.parametrize("name, image_format", [("cat.jpg", "JPEG"), ("cat.pth", "JPEG"), ("cat.safetensors", "JPEG"),
+                                                ("cat.png", "PNG"), ("cat.bin", "BMP"), ("cat.tif", "TIFF")])
+def test_an_image_given_as_weights_is_named_as_an_image(tmp_path, name, image_format):
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.new("RGB", (8, 8), "orange").save(path, format=image_format)
+    with pytest.raises(ModelLoadError) as error:
+        load_model(path, device="cpu")
+    assert str(error.value) == (f"{name} is a {image_format} image, not a model's weights: give a .safetensors or "
+                                ".pth file here, and choose images under Image in the sidebar.")
+
+
 def test_sidecar_that_does_not_match_its_weights(tmp_path):
     model = create_vit(ARCH)
     path = save_checkpoint(model, tmp_path / "odd", _sidecar() | {"architecture": {**ARCH, "depth": 3}})
@@ -170,6 +184,39 @@ def test_picker_lists_classifiers_before_jigsaw_models_in_each_folder(tmp_path, 
     refs = [e.ref for e in list_models() if e.source == "checkpoint"]
     mine = [r for r in refs if r in ("a-jigsaw", "z-jigsaw", "b-classifier", "c-classifier")]
     assert mine == ["b-classifier", "c-classifier", "a-jigsaw", "z-jigsaw"]
+
+
+def test_picker_sorts_by_name_not_by_file_name_or_time(tmp_path, monkeypatch):
+    """'-' sorts before '.', so by file name shapes-scratch.safetensors would come before shapes.safetensors."""
+    for index, name in enumerate(("shapes-scratch", "shapes")):
+        path = save_checkpoint(create_vit(ARCH), tmp_path / name, _sidecar() | {"name": name})
+        os.utime(path, (1_000_000 + index, 1_000_000 + index))  # shapes written last: newest
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    refs = [e.ref for e in list_models() if e.path is not None and e.path.parent == tmp_path]
+    assert refs == ["shapes", "shapes-scratch"]
+
+
+def test_the_default_model_is_starter_shapes_when_listed_else_the_first_classifier():
+    def entry(ref, kind):
+        return ModelEntry(ref, "checkpoint", f"{ref} ({kind})", kind)
+
+    jigsaw, other, starter = entry("a-jigsaw", "jigsaw"), entry("b-classifier", "classifier"), entry(DEFAULT_MODEL, "classifier")
+    assert default_model([jigsaw, other, starter]) == starter
+    assert default_model([jigsaw, other]) == other
+    assert default_model([jigsaw]) == jigsaw and default_model([]) is None
+    if (Path(__file__).resolve().parent.parent / "models" / f"{DEFAULT_MODEL}.safetensors").exists():
+        assert default_model().ref == "starter-shapes" and list_models()[0].ref == "starter-shapes"
+
+
+def test_a_checkpoint_of_a_run_stopped_early_says_it_is_partial(tmp_path, monkeypatch):
+    config = {"steps": 40}
+    for name, steps in (("cut", 12), ("whole", 40)):
+        training = dict(steps=steps, finished=steps == 40, config=config)
+        save_checkpoint(create_vit(ARCH), tmp_path / name, _sidecar() | {"name": name, "training": training})
+    monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
+    labels = {e.ref: e.label for e in list_models()}
+    assert labels["cut"] == "cut (classifier, partial: stopped at step 12 of 40)"
+    assert labels["whole"] == "whole (classifier)"
 
 
 @pytest.mark.parametrize("name, block", [

@@ -30,3 +30,12 @@ def test_bad_sizes_name_the_values():
     with pytest.raises(ValueError, match="5 tokens do not fill a 2x2 grid"):
         unpatchify(torch.zeros(1, 5, 12), 2, (2, 2))
     assert grid_shape((224, 384), 16) == (14, 24)
+
+
+def test_a_grid_takes_the_article_its_number_is_read_with():
+    from vitviz.patches import a_grid
+
+    assert [a_grid((n, n)) for n in (8, 14, 11, 18, 80, 16, 1, 37)] == [
+        "an 8x8 grid", "a 14x14 grid", "an 11x11 grid", "an 18x18 grid", "an 80x80 grid", "a 16x16 grid",
+        "a 1x1 grid", "a 37x37 grid"]
+    assert a_grid((4, 8)) == "a 4x8 grid" and a_grid((8, 4)) == "an 8x4 grid"

@@ -4,6 +4,8 @@ A 48 x 64 image in 16 px patches is a 3 x 4 grid, so a row/column mix-up shows. 
 col 3: pixels y 16..31, x 48..63, drawn with pixel centres on integers, edges at half-integers.
 """
 
+import re
+
 import pytest
 import torch
 
@@ -121,3 +123,73 @@ def test_attribution_panels_at_518_px_with_many_methods_stay_under_5_mb():
     # the downscaled photo still covers pixel edges -0.5 .. 517.5
     side = round(518 / photo.dx)
     assert abs(photo.x0 - photo.dx / 2 + 0.5) < 1e-6 and abs(photo.x0 + (side - 0.5) * photo.dx - 517.5) < 1e-6
+
+
+# Streamlit's chart theme replaces these colours in every figure with its own palette (streamlit_plotly_theme.py).
+STREAMLIT_PLACEHOLDERS = re.compile(r"#0000(?:[0-3][0-9]|40)\b", re.IGNORECASE)
+
+
+def _every_figure():
+    from vitviz.faithfulness import Curve
+
+    fractions = torch.linspace(0, 1, 5)
+    curves = {"m": (Curve("deletion", fractions, torch.rand(1, 5)), Curve("insertion", fractions, torch.rand(1, 5)))}
+    signed = HEAT / 11 * 2 - 1
+    return {
+        "attention_overlay": plots.attention_overlay(IMAGE, HEAT, P, selected=7),
+        "head_grid": plots.head_grid(HEAT.expand(3, -1, -1)),
+        "attention_distance": plots.attention_distance(torch.rand(4, 3) * 40, torch.rand(4, 3) * 40),
+        "predictions": plots.predictions(torch.tensor([0.5, 0.3]), ["a", "b"]),
+        "attribution_panels": plots.attribution_panels(IMAGE, {"m": signed}, mask=torch.ones(48, 64, dtype=torch.bool),
+                                                       alone=True),
+        "faithfulness_curves": plots.faithfulness_curves(curves),
+        "attention_comparison": plots.attention_comparison(IMAGE, HEAT, HEAT.flip(0), ("a", "b")),
+        "confidence_overlay": plots.confidence_overlay(IMAGE, HEAT / 12, P),
+        "image_with_grid": plots.image_with_grid(IMAGE, P, selected=7),
+    }
+
+
+@pytest.mark.parametrize("name", list(_every_figure()))
+def test_no_figure_uses_a_colour_streamlit_would_repaint(name):
+    import json
+
+    figure = _every_figure()[name].to_plotly_json()
+    figure["layout"].pop("template", None)  # Streamlit's own template, once streamlit is imported, uses them on purpose
+    spec = json.dumps(figure, default=str)
+    assert not STREAMLIT_PLACEHOLDERS.findall(spec), STREAMLIT_PLACEHOLDERS.findall(spec)
+
+
+def _luminance(colour: str) -> float:
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", colour))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_the_heat_scale_is_sequential_from_black():
+    from vitviz.plots._common import _HEAT_SCALE
+
+    positions = [stop for stop, _ in _HEAT_SCALE]
+    levels = [_luminance(colour) for _, colour in _HEAT_SCALE]
+    assert positions[0] == 0 and positions[-1] == 1 and positions == sorted(positions)
+    assert levels[0] < 0.01 and levels[-1] > 0.9  # zero is black, the maximum pale
+    assert levels == sorted(levels)  # brighter all the way: no colour in the middle reads lower than zero
+
+
+def test_attribution_maps_alone_beside_their_overlay_at_the_chosen_opacity():
+    signed = HEAT / 11 * 2 - 1
+    fig = plots.attribution_panels(IMAGE, {"IG": signed, "Saliency": -signed}, opacity=0.4, alone=True)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["IG", "IG: map alone", "Saliency", "Saliency: map alone"]
+    heat = traces(fig, "heatmap")
+    assert [h.opacity for h in heat] == [0.4, 1.0, 0.4, 1.0]
+    assert len(traces(fig, "image")) == 2  # the image under the overlays only
+    assert heat[1].z.tolist() == signed.tolist() and heat[1].xaxis == "x2"
+    assert [a.text for a in plots.attribution_panels(IMAGE, {"IG": signed}).layout.annotations] == ["IG"]
+    with pytest.raises(ValueError, match="opacity"):
+        plots.attribution_panels(IMAGE, {"IG": signed}, opacity=0)
+
+
+def test_attention_distance_dots_sit_on_their_layer_ticks():
+    fig = plots.attention_distance(torch.rand(4, 3) * 40, torch.rand(4, 3) * 40)
+    for trace in fig.data:
+        assert list(trace.x) == [layer for layer in (1, 2, 3, 4) for _ in range(3)]
+    assert fig.layout.xaxis.dtick == 1

@@ -1,22 +1,27 @@
-"""Every figure is shown with its numbers downloadable (PNG comes from the chart's camera button)."""
+"""Every figure is shown with its numbers downloadable (PNG comes from the chart's camera button), each download
+saying what it holds: the model, the image, the view's settings, units and shapes (``vitviz.export``)."""
 
 from __future__ import annotations
 
-import io
-import json
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
+from vitviz.export import figure_csv, figure_json
 from vitviz.plots import PLOTLY_CONFIG
 
 
 def show_figure(fig: go.Figure, name: str, data: Optional[dict[str, Any]] = None, key: Optional[str] = None,
-                on_select: str = "ignore") -> Any:
-    """Draw ``fig``; offer ``data`` (name -> tensor/array/scalar) as CSV and JSON downloads.
+                on_select: str = "ignore", settings: Optional[Mapping[str, Any]] = None,
+                units: Optional[Mapping[str, str]] = None) -> Any:
+    """Draw ``fig``; offer ``data`` (name -> tensor/array/list/scalar, each shaped as the figure shows it: an 8x8
+    map as 8x8) as CSV and JSON downloads.
+
+    Args:
+        settings: what the figure was drawn from, as a plain dict: the model and the image
+            (``Context.about``) and the view's settings (layer, head, query, method, ...). Both files open with it.
+        units: per name of ``data``, what its numbers are ("probability", "pixels", ...).
 
     Returns the chart's selection state when ``on_select="rerun"``.
     """
@@ -26,31 +31,15 @@ def show_figure(fig: go.Figure, name: str, data: Optional[dict[str, Any]] = None
         kwargs.update(on_select=on_select, selection_mode="points")
     event = st.plotly_chart(fig, **kwargs)
     if data:
-        arrays = {k: _as_array(v) for k, v in data.items()}
+        about, units = dict(settings or {}), dict(units or {})
         left, right = st.columns(2)
         # Written when clicked, not on every rerun: a 37x37 grid's similarities are 1.9 M numbers.
-        left.download_button("Numbers (CSV)", lambda: _csv(arrays), file_name=f"{name}.csv", mime="text/csv",
-                             key=f"csv-{key or name}", on_click="ignore")
-        right.download_button("Numbers (JSON)", lambda: json.dumps({k: v.tolist() for k, v in arrays.items()}),
+        left.download_button("Numbers (CSV)", lambda: figure_csv(name, data, about, units), file_name=f"{name}.csv",
+                             mime="text/csv", key=f"csv-{key or name}", on_click="ignore")
+        right.download_button("Numbers (JSON)", lambda: figure_json(name, data, about, units),
                               file_name=f"{name}.json", mime="application/json", key=f"json-{key or name}",
                               on_click="ignore")
     return event
-
-
-def _as_array(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().float().cpu().numpy()
-    return np.asarray(value)
-
-
-def _csv(arrays: dict[str, np.ndarray]) -> str:
-    """One block per array: a header line naming it, then its rows (2-D views of any shape)."""
-    out = io.StringIO()
-    for name, array in arrays.items():
-        matrix = np.atleast_2d(array.reshape(array.shape[0], -1) if array.ndim > 1 else array)
-        out.write(f"# {name} shape={list(array.shape)}\n")
-        np.savetxt(out, matrix, delimiter=",", fmt="%.6g")
-    return out.getvalue()
 
 
 def new_click(event: Any, seen_key: str) -> Optional[int]:

@@ -76,17 +76,45 @@ def read_sidecar(weights_path: str | os.PathLike) -> dict[str, Any]:
     return sidecar
 
 
+# The first bytes of the files most often given by mistake where weights belong: images. A safetensors file
+# starts with its header's length (8 bytes, little-endian) and then "{", so BMP and TIFF are also checked
+# for the zeros or offsets they carry where a safetensors file has its "{".
+_IMAGE_SIGNATURES = (
+    ("a JPEG image", lambda h: h.startswith(b"\xff\xd8\xff")),
+    ("a PNG image", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("a GIF image", lambda h: h[:6] in (b"GIF87a", b"GIF89a")),
+    ("a WebP image", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
+    ("a BMP image", lambda h: h[:2] == b"BM" and h[6:10] == b"\0\0\0\0"),
+    ("a TIFF image", lambda h: h[:4] in (b"II*\0", b"MM\0*") and h[4:8] != b"\0\0\0\0"),
+)
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file, or of a ``.pth``/``.pt``/``.bin`` state dict read without
-    running any pickled code; ``ModelLoadError`` saying why for anything else."""
+    running any pickled code; ``ModelLoadError`` saying why for anything else (an image given as weights
+    is named as one)."""
+    _refuse_images(path)
     return _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch_weights(path)
+
+
+def _refuse_images(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return  # the readers below say why
+    what = next((name for name, matches in _IMAGE_SIGNATURES if matches(head)), None)
+    if what is not None:
+        raise ModelLoadError(f"{path.name} is {what}, not a model's weights: give a .safetensors or .pth file "
+                             "here, and choose images under Image in the sidebar.")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelLoadError(f"{path.name} is not a readable safetensors file (corrupt or truncated?): {e}") from None
+        raise ModelLoadError(f"{path.name} is not a readable safetensors file: it is damaged, cut short or another "
+                             f"kind of file (the reader said: {e}).") from None
 
 
 def _read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -100,7 +128,8 @@ def _read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
                 f"{path.name} was refused: it holds Python objects other than tensors, and unpickling "
                 f"them could run code. Save a plain state dict or use safetensors. ({text})"
             ) from None
-        raise ModelLoadError(f"{path.name} is not a readable PyTorch weights file (corrupt or truncated?): {text}") from None
+        raise ModelLoadError(f"{path.name} is not a readable PyTorch weights file: it is damaged, cut short or "
+                             f"another kind of file (the reader said: {text}).") from None
     for key in ("model_ema", "state_dict_ema", "model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -1,11 +1,16 @@
 """Is a map faithful, and does it find the object? Deletion, insertion, mass in mask, pointing game.
 
 Faithfulness (Petsiuk et al. 2018, RISE): order the patches by a map's relevance, most relevant
-first (ties in raster order). Deletion replaces them in that order with the per-channel dataset
-mean; insertion reveals them in that order on a blurred copy of the image. At each step, of one
-patch or of 10% of the patches, the target class's softmax probability is recorded; the area under
-the curve over the fraction of patches changed, [0, 1], is taken by the trapezoid rule. A faithful
-map makes deletion fall fast (low AUC) and insertion rise fast (high AUC).
+first (``patch_ranks``: exact ties in a seeded random order, never in raster order). Deletion
+replaces them in that order with the per-channel dataset mean; insertion reveals them in that order
+on a blurred copy of the image. At each step, of one patch or of 10% of the patches, the target
+class's softmax probability is recorded; the area under the curve over the fraction of patches
+changed, [0, 1], is taken by the trapezoid rule. A faithful map makes deletion fall fast (low AUC)
+and insertion rise fast (high AUC).
+
+The end points are the baselines (``baseline_images``), not zero: with every patch deleted the
+model sees a plain image of the fill colour, and with none revealed the blurred copy, and it gives
+each of them some probability for the target (a four-class model at least about a quarter).
 
 ROAD (Rong et al. 2022, "A Consistent and Efficient Evaluation Strategy for Attribution
 Methods"): remove the patches in relevance order, most relevant first (MoRF) or least relevant
@@ -37,13 +42,15 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .card import model_card
 from .inputs import TargetLike, check_images, resolve_targets
-from .patches import grid_shape
+from .patches import a_grid, grid_shape
 
 __all__ = [
     "CURVE_KINDS",
     "Curve",
     "Steps",
     "all_curves",
+    "TIE_SEED",
+    "baseline_images",
     "blur",
     "deletion_curve",
     "insertion_curve",
@@ -59,6 +66,7 @@ __all__ = [
 ]
 
 Steps = Literal["patch", "decile"]  # one patch at a time, or 10% of the patches at a time
+TIE_SEED = 0  # the seed of the random order that breaks ties in a map's ranking
 Order = Literal["morf", "lerf"]  # ROAD: most relevant first removed, or least relevant first
 CurveKind = Literal["deletion", "insertion", "road-morf", "road-lerf"]
 # Each curve kind: what it does to the patches, and whether a faithful map makes its score low or high.
@@ -107,15 +115,24 @@ def step_counts(num_patches: int, steps: Steps = "patch") -> torch.Tensor:
     raise ValueError(f"steps must be 'patch' or 'decile', not {steps!r}")
 
 
-def patch_ranks(maps: torch.Tensor) -> torch.Tensor:
+def patch_ranks(maps: torch.Tensor, seed: int = TIE_SEED) -> torch.Tensor:
     """Each patch's place in relevance order, ``[B, gh, gw]`` long: 0 for the most relevant.
 
-    Ties go in raster order (a stable sort), so a flat map changes the patches row by row.
+    Ties: patches of exactly equal value keep the order of one random permutation of the grid, drawn
+    from ``seed`` (the same permutation for every map of that grid, so an image gets the same order
+    in a batch or alone, and every curve is reproducible). A map with large flat areas (occlusion's
+    zeros where one patch changes nothing, a saturated score) is thereby ranked like a random map
+    inside those areas, and an all-equal map scores like a random map, never like a perfect one: in
+    raster order it would delete the top rows first and look perfect whenever the evidence sat there.
     """
     _check_maps(maps)
     flat = maps.flatten(1)  # (B, K)
-    order = flat.sort(dim=1, descending=True, stable=True).indices  # (B, K): patch indices, most relevant first
-    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(flat.shape[1], device=maps.device).expand_as(order))
+    count = flat.shape[1]
+    shuffle = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(maps.device)  # (K,)
+    # A stable sort of the shuffled values keeps tied patches in the shuffled order.
+    by_value = flat[:, shuffle].sort(dim=1, descending=True, stable=True).indices  # (B, K) places in the shuffle
+    order = shuffle[by_value]  # (B, K): patch indices, most relevant first
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(count, device=maps.device).expand_as(order))
     return ranks.view(maps.shape)
 
 
@@ -150,6 +167,26 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return gaussian_blur(images, [size, size], [sigma, sigma])
 
 
+def baseline_images(model: nn.Module, images: torch.Tensor, fill: Optional[torch.Tensor] = None,
+                    blur_sigma: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The curves' baselines, each ``[B, 3, H, W]`` in model-input space: every patch deleted (the image all
+    ``fill``: where deletion ends) and the blurred copy (where insertion starts). Given pixels and a fill in
+    pixels, the same images in pixels, to show: blurring commutes with the per-channel normalisation.
+
+    Args:
+        images: model-ready ``[B, 3, H, W]``.
+        fill: ``[3]`` per-channel values in model-input space (``mean_fill``); None is ``mean_fill(model)``.
+        blur_sigma: of the Gaussian blur in pixels; None is half a patch (detail within a patch is
+            gone, the colour layout stays).
+    """
+    original = check_images(model, images)
+    fill = mean_fill(model) if fill is None else fill
+    if fill.shape != (3,):
+        raise ValueError(f"fill must hold 3 channel values, got shape {tuple(fill.shape)}")
+    sigma = model_card(model).patch_size / 2 if blur_sigma is None else blur_sigma
+    return fill.to(original).view(1, 3, 1, 1).expand_as(original), blur(original, sigma)
+
+
 def deletion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target: TargetLike, *,
                    steps: Steps = "patch", fill: Optional[torch.Tensor] = None, batch_size: int = 64,
                    progress: Optional[Callable[[float], None]] = None) -> Curve:
@@ -168,13 +205,9 @@ def deletion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, t
         ValueError: images as ``vitviz.inputs.check_images``, targets as ``vitviz.inputs.resolve_targets``;
             maps that are not ``[B, gh, gw]`` on the images' grid or hold NaN; a fill that is not 3 values.
     """
-    fill = mean_fill(model) if fill is None else fill
-    if fill.shape != (3,):
-        raise ValueError(f"fill must hold 3 channel values, got shape {tuple(fill.shape)}")
-    original = check_images(model, images)
-    fill_image = fill.to(original).view(1, 3, 1, 1).expand_as(original)
+    deleted, _ = baseline_images(model, images, fill=fill)
     # Deleted patches show the fill; the rest the original.
-    return _curve("deletion", model, original, fill_image, maps, target, steps, batch_size, progress)
+    return _curve("deletion", model, check_images(model, images), deleted, maps, target, steps, batch_size, progress)
 
 
 def insertion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target: TargetLike, *,
@@ -187,10 +220,9 @@ def insertion_curve(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, 
             gone, the colour layout stays).
         Others as ``deletion_curve``.
     """
-    original = check_images(model, images)
-    sigma = model_card(model).patch_size / 2 if blur_sigma is None else blur_sigma
+    _, blurred = baseline_images(model, images, blur_sigma=blur_sigma)
     # Revealed patches show the original; the rest the blurred copy.
-    return _curve("insertion", model, blur(original, sigma), original, maps, target, steps, batch_size, progress)
+    return _curve("insertion", model, blurred, check_images(model, images), maps, target, steps, batch_size, progress)
 
 
 def noisy_linear_imputation(images: torch.Tensor, missing: torch.Tensor, noise: float = 0.01,
@@ -336,7 +368,9 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, min_overlap: float = 
     """Is each map's arg-max patch inside its mask? ``[B]`` bool.
 
     Args:
-        maps: patch maps ``[B, gh, gw]`` (the first maximum in raster order is the arg-max).
+        maps: patch maps ``[B, gh, gw]``; the arg-max is the patch ``patch_ranks`` puts first, so tied
+            maxima are broken by the same seeded random order as the curves (a flat map points at a random
+            patch, not at the top-left one).
         masks: bool ``[B, H, W]``.
         min_overlap: the share of the patch's pixels that must lie in the mask, in (0, 1].
     """
@@ -345,7 +379,7 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, min_overlap: float = 
     _check_maps(maps)
     _check_pair(maps, masks)
     fractions = mask_fractions(masks, tuple(maps.shape[-2:])).flatten(1).to(maps.device)  # (B, gh*gw)
-    best = maps.flatten(1).argmax(dim=1)  # (B,)
+    best = patch_ranks(maps).flatten(1).argmin(dim=1)  # (B,): the patch ranked first
     return fractions.gather(1, best[:, None])[:, 0] >= min_overlap
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union
 
@@ -14,11 +15,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ImageLoadError", "ImageSource", "MAX_PIXELS", "fit_to_model", "image_notes", "load_image", "to_tensor"]
+__all__ = ["Fit", "ImageLoadError", "ImageSource", "MAX_PIXELS", "fit_notes", "fit_to_model", "image_notes", "load_image",
+           "model_fit", "to_tensor"]
 
 # Decoded size limit: 40 megapixels is a 7300x5500 photo, ~120 MB as RGB. Larger files are
 # refused from their header, before any pixel is decoded (decompression bombs).
 MAX_PIXELS = 40_000_000
+
+# A note is added when the model sees less than this share of an image, or an image enlarged this many times.
+_KEPT_NOTE_BELOW = 0.5
+_SCALE_NOTE_FROM = 3.0
 
 _TRUNCATED = "This image file is truncated (cut off before its end); please upload the whole file."
 
@@ -171,19 +177,70 @@ def _declared_bits(image: Image.Image) -> int:
     return 16 if image.format == "PNG" else 32
 
 
+@dataclass(frozen=True)
+class Fit:
+    """How an image of ``size`` (W, H) pixels becomes the model's input: the centred box of the input's aspect
+    ratio, resized to ``image_size`` (H, W)."""
+
+    size: tuple[int, int]  # (W, H) of the image
+    image_size: tuple[int, int]  # (H, W) of the model's input
+    box: tuple[float, float, float, float]  # (left, top, right, bottom) in the image's pixels: what the model sees
+    kept: float  # share of the image's area inside the box, in (0, 1]
+    scale: float  # output pixels per image pixel along each side: above 1 the image is enlarged
+
+    @property
+    def box_size(self) -> tuple[int, int]:
+        """The box's (W, H), rounded to whole pixels."""
+        left, top, right, bottom = self.box
+        return round(right - left), round(bottom - top)
+
+
+def model_fit(size: tuple[int, int], image_size: tuple[int, int]) -> Fit:
+    """Where ``fit_to_model`` cuts an image of ``size`` (W, H) for a model input of ``image_size`` (H, W), how
+    much of the image that keeps, and how much it enlarges it.
+
+    A 4000x300 panorama for a 224x224 input keeps its middle 300x300 box (``kept`` 0.075) at ``scale`` 0.75;
+    a 16x16 icon keeps all of itself at ``scale`` 14.
+    """
+    width, height = size
+    target_h, target_w = image_size
+    if width < 1 or height < 1 or target_h < 1 or target_w < 1:
+        raise ValueError(f"sizes must be positive: image {width}x{height}, model input {target_w}x{target_h}")
+    scale = max(target_h / height, target_w / width)  # output pixels per input pixel
+    box_w, box_h = min(width, target_w / scale), min(height, target_h / scale)
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    return Fit((width, height), (target_h, target_w), (left, top, left + box_w, top + box_h),
+               kept=box_w * box_h / (width * height), scale=scale)
+
+
+def fit_notes(size: tuple[int, int], image_size: tuple[int, int]) -> list[str]:
+    """What a person should know about how the model sees an image of ``size`` (W, H): a note when the crop keeps
+    less than half of it, and one when it is enlarged three times or more (``model_fit`` gives the numbers)."""
+    fit = model_fit(size, image_size)
+    width, height = size
+    target_h, target_w = image_size
+    notes = []
+    if fit.kept < _KEPT_NOTE_BELOW:
+        box_w, box_h = fit.box_size
+        notes.append(f"The model sees only the middle {box_w}x{box_h} px of this {width}x{height} image "
+                     f"({fit.kept:.0%} of it): its input is {target_w}x{target_h}, so the rest is cut off. "
+                     "Crop the image yourself to choose what it sees.")
+    if fit.scale >= _SCALE_NOTE_FROM:
+        notes.append(f"This {width}x{height} image is enlarged {fit.scale:.1f} times to {target_w}x{target_h} px: "
+                     "the model sees smooth blocks, not detail it could use.")
+    return notes
+
+
 def fit_to_model(image: Image.Image, image_size: tuple[int, int]) -> Image.Image:
-    """The image as the model sees it: the largest centred box of the model's aspect ratio, resized to
-    ``image_size`` (H, W) with bicubic resampling.
+    """The image as the model sees it: the largest centred box of the model's aspect ratio (``model_fit``),
+    resized to ``image_size`` (H, W) with bicubic resampling.
 
     The box is cut from the original and resampled in one step (PIL's ``resize(box=...)``), so no
     intermediate image is larger than the result: a 20000x1 strip costs a 224x224 image, not a
     4,480,000x224 one.
     """
     target_h, target_w = image_size
-    scale = max(target_h / image.height, target_w / image.width)  # output pixels per input pixel
-    box_w, box_h = min(image.width, target_w / scale), min(image.height, target_h / scale)
-    left, top = (image.width - box_w) / 2, (image.height - box_h) / 2
-    return image.resize((target_w, target_h), Image.Resampling.BICUBIC, box=(left, top, left + box_w, top + box_h))
+    return image.resize((target_w, target_h), Image.Resampling.BICUBIC, box=model_fit(image.size, image_size).box)
 
 
 def to_tensor(image: Image.Image) -> "torch.Tensor":

@@ -31,7 +31,7 @@ from torch import nn
 from .inputs import normalize
 from .card import model_card
 from .registry import list_models
-from .patches import grid_shape, patchify, unpatchify
+from .patches import a_grid, grid_shape, patchify, unpatchify
 
 __all__ = [
     "arrange_patches",
@@ -300,7 +300,7 @@ def placement_metrics(
     metrics = {"patch_acc": correct.float().mean().item(), "puzzle_acc": correct.all(dim=1).float().mean().item()}
     if grid_size is not None:
         if grid_size[0] * grid_size[1] != permutation.shape[1]:
-            raise ValueError(f"a {grid_size[0]}x{grid_size[1]} grid does not hold {permutation.shape[1]} positions")
+            raise ValueError(f"{a_grid(grid_size)} does not hold {permutation.shape[1]} positions")
         metrics["displacement"] = displacement(placement, permutation, grid_size).mean().item()
     return metrics
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["embedding_filter_components", "grid_shape", "patchify", "unpatchify"]
+__all__ = ["a_grid", "embedding_filter_components", "grid_shape", "patchify", "unpatchify"]
+
+
+def a_grid(grid_size: tuple[int, int]) -> str:
+    """"an 8x8 grid", "a 14x14 grid": the grid with the article its first number takes when read aloud
+    (an eight, an eleven, an eighteen, an eighty-...)."""
+    rows, cols = grid_size
+    spoken_with_a_vowel = str(rows).startswith("8") or rows in (11, 18)
+    return f"{'an' if spoken_with_a_vowel else 'a'} {rows}x{cols} grid"
 
 
 def grid_shape(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:

@@ -22,11 +22,13 @@ __all__ = [
     "BUNDLED_MODELS_DIR",
     "CHECKPOINT_NAME",
     "DEFAULT_JOBS_ROOT",
+    "DEFAULT_MODEL",
     "JOBS_ENV",
     "MODELS_ENV",
     "ModelEntry",
     "TIMM_SUGGESTIONS",
     "checkpoint_dirs",
+    "default_model",
     "find_checkpoint",
     "jobs_models_dir",
     "jobs_root",
@@ -42,6 +44,8 @@ BUNDLED_MODELS_DIR = _REPO / "models"
 DEFAULT_JOBS_ROOT = _REPO / "jobs"
 # A checkpoint name: a plain file name, so a name can never reach outside its folder.
 CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# What the app opens on when it is listed: the bundled classifier pretrained with the jigsaw task.
+DEFAULT_MODEL = "starter-shapes"
 # Offered in the picker with random weights (random init), after the checkpoints and the catalogue of
 # pretrained models (vitviz/catalogue.json); any other timm ViT name or hf-hub: id can be typed in.
 TIMM_SUGGESTIONS = (
@@ -103,23 +107,27 @@ def find_checkpoint(name: str) -> Optional[Path]:
 
 def list_models() -> list[ModelEntry]:
     """Checkpoints first (bundled, then user), then the catalogue of pretrained ViTs (downloaded or not), then
-    timm architectures with random weights. In each folder classifiers come before jigsaw models, by name: most
-    views explain a classifier, so the first entry (the app's default) is one."""
+    timm architectures with random weights. In each folder classifiers come before jigsaw models, each group sorted
+    by name (``starter-shapes`` before ``starter-shapes-scratch``; never by file time, which a clone sets
+    arbitrarily). A checkpoint whose run was stopped before its end (a cancelled job: its sidecar says
+    ``training.finished`` false) says so in its label."""
     entries: list[ModelEntry] = []
     seen: set[str] = set()
     for directory in checkpoint_dirs():
         if not directory.is_dir():
             continue
         found = []
-        for weights in sorted(directory.glob("*.safetensors")):
+        for weights in sorted(directory.glob("*.safetensors"), key=lambda path: path.stem):
             if weights.stem in seen or not weights.with_suffix(".json").exists():
                 continue
             seen.add(weights.stem)
             try:
-                kind = read_sidecar(weights).get("kind", "checkpoint")
+                sidecar = read_sidecar(weights)
             except ModelLoadError:
-                kind = "unreadable sidecar"
-            found.append(ModelEntry(weights.stem, "checkpoint", f"{weights.stem} ({kind})", kind, weights))
+                sidecar = {"kind": "unreadable sidecar"}
+            kind = sidecar.get("kind", "checkpoint")
+            label = f"{weights.stem} ({kind}{_partial(sidecar)})"
+            found.append(ModelEntry(weights.stem, "checkpoint", label, kind, weights))
         entries.extend(sorted(found, key=lambda e: e.kind != "classifier"))  # a stable sort: by name within each group
     from .hub import RANDOM_INIT, catalogue
 
@@ -128,6 +136,26 @@ def list_models() -> list[ModelEntry]:
     entries.extend(ModelEntry(f"{RANDOM_INIT}{name}", "timm", f"{name} (random init)", "random init")
                    for name in TIMM_SUGGESTIONS)
     return entries
+
+
+def default_model(entries: Optional[list[ModelEntry]] = None) -> Optional[ModelEntry]:
+    """The entry the app opens on: ``DEFAULT_MODEL`` when listed, else the first classifier checkpoint, else the
+    first entry (None for an empty list). ``entries`` defaults to ``list_models()``."""
+    entries = list_models() if entries is None else entries
+    for wanted in (lambda e: e.ref == DEFAULT_MODEL, lambda e: e.kind == "classifier", lambda e: True):
+        found = next((e for e in entries if wanted(e)), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _partial(sidecar: dict) -> str:
+    """``", partial: stopped at step 12 of 40"`` for a run that ended before its budget, else ``""``."""
+    training = sidecar.get("training")
+    if not isinstance(training, dict) or training.get("finished", True) is not False:
+        return ""
+    planned = (training.get("config") or {}).get("steps")
+    return f", partial: stopped at step {training.get('steps', '?')}" + (f" of {planned}" if planned else "")
 
 
 def resolve(ref: str) -> tuple[Source, "str | Path"]:

@@ -15,12 +15,18 @@ from typing import Optional, Sequence
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from plotly.colors import hex_to_rgb, sequential
 
 __all__ = ["PLOTLY_CONFIG"]
 
 # Every chart's camera button saves a PNG at twice the screen resolution.
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-_HEAT_SCALE = "Inferno"  # attention and other non-negative maps over the image
+# Attention and other non-negative maps over the image: Inferno, perceptually uniform and sequential, black for 0
+# and pale yellow for the maximum, so an empty area reads as empty. Written as rgb() strings, never as hex:
+# Streamlit's chart theme replaces the colours "#000001" to "#000040" in every figure with its own palette, and
+# plotly's Inferno starts at "#000004", which it drew pink, between purple and orange.
+_HEAT_SCALE = [[i / (len(sequential.Inferno) - 1), "rgb({}, {}, {})".format(*hex_to_rgb(colour))]
+               for i, colour in enumerate(sequential.Inferno)]
 # Cyan stands out on every heat scale here: it outlines the query patch, the patch a jigsaw step
 # moved, and the true object under an attribution map.
 _OUTLINE = "#00e5ff"

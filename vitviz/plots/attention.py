@@ -118,16 +118,18 @@ def attention_distance(distance: torch.Tensor, reference: Optional[torch.Tensor]
         reference_label: the reference's legend entry.
     """
     fig = go.Figure()
-    series = [("this image", distance, "#1f77b4", -0.12)]
+    # Every dot on its layer's tick; the reference as open diamonds, so a dot beneath one still shows.
+    series = [("this image", distance, dict(color="#1f77b4", size=7, opacity=0.8))]
     if reference is not None:
-        series.append((reference_label, reference, "#ff7f0e", 0.12))
-    for label, values, colour, shift in series:
+        series.append((reference_label, reference, dict(color="#ff7f0e", size=11, symbol="diamond-open",
+                                                        line=dict(width=2))))
+    for label, values, marker in series:
         v = values.detach().float().cpu().numpy()
         layers, heads = v.shape
         layer_index = np.repeat(np.arange(1, layers + 1), heads)
         head_index = np.tile(np.arange(1, heads + 1), layers)
         fig.add_trace(go.Scatter(
-            x=layer_index + shift, y=v.ravel(), mode="markers", name=label, marker=dict(color=colour, size=7, opacity=0.8),
+            x=layer_index, y=v.ravel(), mode="markers", name=label, marker=marker,
             customdata=np.stack([layer_index, head_index], axis=1),
             hovertemplate=f"{label}<br>" + "layer %{customdata[0]}, head %{customdata[1]}: %{y:.1f} px<extra></extra>",
         ))

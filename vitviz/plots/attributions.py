@@ -1,7 +1,8 @@
 """Figures of the Attributions view: every method's map on one scale, and how faithful each is.
 
 Maps come scaled to [-1, 1] (``vitviz.attributions.AttributionMaps.scaled``) and are drawn on one
-diverging scale whose zero is transparent; curves are ``vitviz.faithfulness.Curve``.
+diverging scale whose zero is transparent, over the image at a chosen opacity and, beside it, alone on
+white (blue evidence against the class vanishes on a blue sky); curves are ``vitviz.faithfulness.Curve``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def attribution_panels(
     title: str = "",
     per_row: int = 3,
     height_per_row: int = 320,
+    opacity: float = 0.9,
+    alone: bool = False,
 ) -> go.Figure:
     """Each method's map over the image, side by side on ONE colour scale [-1, 1].
 
@@ -50,26 +53,36 @@ def attribution_panels(
             or pixel resolution (h and w divide H and W); a map over 224 cells a side is shown averaged
             down to 160, which keeps the figure a few MB at 518 px with a dozen methods.
         mask: ``[H, W]`` bool, the true object, outlined on every panel.
+        per_row: methods per row.
+        opacity: of each map over the image, in (0, 1]; the colours themselves fade to transparent at 0.
+        alone: also draw each map alone on white, to the right of its overlay ("NAME: map alone").
     """
     from plotly.subplots import make_subplots
 
+    if not 0 < opacity <= 1:
+        raise ValueError(f"opacity must be in (0, 1], not {opacity}")
     pixels = _to_uint8(image)
     size_h, size_w = pixels.shape[:2]
     names = list(maps)
-    cols = max(1, min(per_row, len(names)))
-    rows = max(1, (len(names) + cols - 1) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.02, vertical_spacing=0.08)
+    panels = [(name, view) for name in names for view in (("over", "alone") if alone else ("over",))]
+    per_row = max(1, min(per_row, len(names))) * (2 if alone else 1)
+    cols = max(1, min(per_row, len(panels)))
+    rows = max(1, (len(panels) + cols - 1) // cols)
+    titles = [name if view == "over" else f"{name}: map alone" for name, view in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08)
     outline = None if mask is None else mask.detach().float().cpu().numpy()
     scale = max(1.0, max(size_h, size_w) / (2 * _MAX_MAP_SIDE))
     small = Image.fromarray(pixels).resize((round(size_w / scale), round(size_h / scale)), Image.Resampling.BILINEAR)
     background = _image_source(np.asarray(small))  # one compressed copy per panel, not a raw array
     placement = _cells(size_h / small.height, size_w / small.width)
-    for index, name in enumerate(names):
+    for index, (name, view) in enumerate(panels):
         row, col = divmod(index, cols)
         z = _at_most(maps[name].detach().float().cpu(), _MAX_MAP_SIDE).numpy()
         dy, dx = size_h / z.shape[0], size_w / z.shape[1]  # pixels per map cell
-        fig.add_trace(go.Image(source=background, hoverinfo="skip", **placement), row=row + 1, col=col + 1)
-        fig.add_trace(go.Heatmap(z=z, **_cells(dy, dx), coloraxis="coloraxis",
+        if view == "over":
+            fig.add_trace(go.Image(source=background, hoverinfo="skip", **placement), row=row + 1, col=col + 1)
+        fig.add_trace(go.Heatmap(z=z, **_cells(dy, dx), coloraxis="coloraxis", opacity=opacity if view == "over" else 1.0,
+                                 name=titles[index],
                                  hovertemplate=f"{name}<br>" + "(%{y:.0f}, %{x:.0f}) px: %{z:+.3f} of the max<extra></extra>"),
                       row=row + 1, col=col + 1)
         if outline is not None:
@@ -87,6 +100,10 @@ def attribution_panels(
 def faithfulness_curves(curves: dict[str, tuple], item: int = 0, per_row: int = 3,
                         height_per_row: int = 260) -> go.Figure:
     """Per method, its deletion and insertion curves (target probability against the fraction of patches), AUCs in the titles.
+
+    The two baselines are marked where the curves meet them, and named in the title: at 100% deleted the model
+    sees the plain fill image, at 0% revealed the blurred copy (``vitviz.faithfulness.baseline_images``), and it
+    gives each some probability, so neither curve ends at 0.
 
     Args:
         curves: method name -> (deletion, insertion), each a ``vitviz.faithfulness.Curve``.
@@ -110,12 +127,24 @@ def faithfulness_curves(curves: dict[str, tuple], item: int = 0, per_row: int = 
                 name=curve.kind, showlegend=False, line=dict(color=colours[curve.kind]),
                 hovertemplate=f"{name}, {curve.kind}<br>" + "%{x:.0%} of the patches: p = %{y:.3f}<extra></extra>"),
                 row=row + 1, col=col + 1)
+        deletion, insertion = curves[name]
+        ends = [(float(deletion.fractions[-1]), float(deletion.probabilities[item, -1]), "deletion",
+                 "100% deleted: the plain fill image"),
+                (float(insertion.fractions[0]), float(insertion.probabilities[item, 0]), "insertion",
+                 "0% revealed: the blurred copy")]
+        for x, y, kind, what in ends:
+            fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", name=f"{kind} baseline", showlegend=False,
+                                     marker=dict(color=colours[kind], size=9, symbol="circle-open", line=dict(width=2)),
+                                     hovertemplate=f"{what}<br>p = %{{y:.3f}}<extra></extra>"),
+                          row=row + 1, col=col + 1)
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title_text="patches deleted / revealed", row=rows)
     fig.update_yaxes(title_text="target probability", col=1)
     # The colours are named in the title: a legend would sit on the subplot titles.
     title = ("Target probability as patches are <span style='color:#d62728'>deleted</span> or "
-             "<span style='color:#1f77b4'>revealed</span>, most relevant first")
-    fig.update_layout(title=title, height=100 + rows * height_per_row, margin=dict(l=0, r=0, t=100, b=0))
+             "<span style='color:#1f77b4'>revealed</span>, most relevant first<br><sup>Open circles: the baselines. "
+             "All deleted, the model sees the plain fill image; nothing revealed, the blurred copy. It gives each "
+             "some probability, so neither end is 0.</sup>")
+    fig.update_layout(title=title, height=120 + rows * height_per_row, margin=dict(l=0, r=0, t=120, b=0))
     return fig
