@@ -27,11 +27,11 @@ def _first_run(**state) -> AppTest:
 
 
 def test_the_sidebar_warns_about_the_model_and_shows_the_image_as_the_model_sees_it():
-    at = _first_run(model_choice=f"{MODEL} (timm)", sample_name="chelsea")
+    at = _first_run(model_choice="vit_tiny_patch16_224 (random init)", sample_name="chelsea")
     assert not at.exception
     warnings = [w.value for w in at.sidebar.warning]
-    assert warnings == ["No pretrained weights for vit_tiny_patch16_224 are in the local cache and vitviz never "
-                        "downloads: this model has random weights."]
+    assert warnings == ["This model has random weights, as chosen (random init): its predictions and maps show an "
+                        "untrained network."]
     preview = at.sidebar.get("image")[0]
     assert preview.proto.imgs[0].caption == "As the model sees it: 224x224 px, from 451x300"
     from vitviz.samples import load_sample
