@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from test_upload import make_zip, three_classes
 from training.accuracy import class_report, classifier_logits
 from training.cli import main, parse, to_argv
-from training.config import ConfigError, FinetuneConfig, check_config
+from training.config import ConfigError, FinetuneConfig, check_config, describe_start
 from training.finetune import ProbeFeatures, TimmAugmented, set_trainable, timm_train_transform
-from training.start import describe_start, run_architecture, start_weights, vit_architecture
+from training.start import run_architecture, start_weights, vit_architecture
 from vitviz.checkpoints import save_checkpoint
 from vitviz.data import build_data, fixed_set, import_zip
 from vitviz.models import create_vit, load_model
@@ -77,14 +77,18 @@ def val_rows(world, name: str) -> list[dict]:
 
 
 def test_a_probe_trains_the_head_alone_on_features_computed_once(world, monkeypatch):
-    calls = []
-    original = ProbeFeatures.__call__
-    monkeypatch.setattr(ProbeFeatures, "__call__", lambda self, images: calls.append(len(images)) or
-                        original(self, images))
+    from timm.models.vision_transformer import VisionTransformer
+
+    calls, sets = [], []
+    forward_features, probe = VisionTransformer.forward_features, ProbeFeatures.__call__
+    monkeypatch.setattr(VisionTransformer, "forward_features", lambda self, x, **kw: calls.append(len(x)) or
+                        forward_features(self, x, **kw))
+    monkeypatch.setattr(ProbeFeatures, "__call__", lambda self, images: sets.append(len(images)) or probe(self, images))
     result, weights, sidecar = finetune(world, "probe", init="tiny-classifier", mode="probe", steps=60, eval_every=20)
 
     train_size, val_size = len(build_data("upload:colours", "train", 32).labels), 3 * 2  # 20% of 12 per class
-    assert calls == [train_size, val_size, val_size]  # train, val and test features: once each, for 4 evaluations
+    assert sets == [train_size, val_size, val_size]  # the train, val and test sets (an upload's test is its val)
+    assert sum(calls) == train_size + val_size  # each image through the model once, for 4 evaluations and the end
     assert changed(start_state(), weights) == set()  # the whole backbone as it started
     assert weights["head.weight"].shape == (3, 32)  # a new head for the 3 classes
     assert sidecar["class_names"] == ["blue", "green", "red"] and sidecar["training"]["mode"] == "probe"
@@ -139,8 +143,9 @@ def test_a_classifier_start_keeps_all_but_its_head_and_resamples_its_positions(w
     assert start.kind == "classifier" and start.path.name == "tiny-classifier.safetensors"
     architecture = run_architecture(start, dict(img_size=48), num_classes=3)
     vit = create_vit(architecture)
-    original = start_weights(start, vit)
-    old, new = original.state_dict(), vit.state_dict()
+    mean, std, _ = start_weights(start, vit)
+    assert (mean, std) == ((0.5,) * 3, (0.25,) * 3)  # the start model's normalisation
+    old, new = load_model("tiny-classifier", device="cpu").state_dict(), vit.state_dict()
     assert new["pos_embed"].shape == (1, 1 + 36, 32)  # a 6x6 grid at 48 px
     assert torch.equal(new["pos_embed"], resample_abs_pos_embed(old["pos_embed"], new_size=[6, 6], old_size=[4, 4],
                                                                 num_prefix_tokens=1))

@@ -17,6 +17,8 @@ import torch
 from vitviz.checkpoints import ModelLoadError
 from vitviz.devices import default_device
 
+from .start import Start, vit_architecture
+
 __all__ = [
     "ConfigError",
     "EvaluateConfig",
@@ -26,6 +28,7 @@ __all__ = [
     "QuickstartConfig",
     "TrainConfig",
     "check_config",
+    "describe_start",
     "field_help",
     "init_sidecar",
     "model_shape",
@@ -260,9 +263,48 @@ def init_sidecar(init: str) -> tuple[Path, dict[str, Any]]:
         raise ConfigError(f"starting checkpoint {init!r} cannot be read: {e}", "init") from None
 
 
-def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
-    from .start import describe_start
+def describe_start(init: str) -> Start:
+    """What ``init`` names, from a checkpoint's sidecar or a timm model built on the meta device (no weights read).
 
+    Raises:
+        ConfigError: (field "init") a missing or unreadable checkpoint, one that is neither jigsaw nor classifier,
+            a name that is neither a checkpoint nor a timm ViT, or a timm model vitviz could not save and reload.
+    """
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    from vitviz.models import create_vit
+    from vitviz.registry import checkpoint_dirs, resolve
+
+    source, target = resolve(init)
+    if source != "timm":
+        path, sidecar = init_sidecar(init)
+        kind = sidecar.get("kind", "non-vitviz")
+        if kind not in ("jigsaw", "classifier"):
+            raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; a fine-tune starts from a "
+                              "jigsaw or classifier checkpoint, a timm ViT, or random weights", "init")
+        return Start(init, kind, dict(sidecar["architecture"]), path)
+    name = str(target)
+    if not timm.is_model(name):
+        raise ConfigError(f"starting model {init!r} is neither a checkpoint in "
+                          f"{', '.join(str(d) for d in checkpoint_dirs())} nor a timm model name", "init")
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+        if not isinstance(model, VisionTransformer):
+            kind = type(model).__name__
+            raise ConfigError(f"starting model {name} is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}, not a timm "
+                              "VisionTransformer", "init")
+        architecture = vit_architecture(model)
+        rebuilt = create_vit(architecture)
+    ours, theirs = repr(rebuilt).splitlines(), repr(model).splitlines()
+    if ours != theirs:  # e.g. another activation or norm: the saved model would not be the one trained
+        first = next((t.strip() for o, t in zip(ours, theirs) if o != t), theirs[-1].strip())
+        raise ConfigError(f"starting model {name} has a layer vitviz cannot save and load back as it is ({first})",
+                          "init")
+    return Start(init, "timm", architecture)
+
+
+def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
     start = describe_start(config.init)
     what, name = start.what, start.path.stem if start.path else start.ref
     source = start.architecture

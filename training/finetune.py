@@ -7,7 +7,7 @@ Modes:
   blocks are frozen, so autograd keeps no activations for them and the backward pass stops at the first
   trained block;
 - ``probe`` (a linear probe): the head alone, on the frozen model's pooled features (``forward_head(...,
-  pre_logits=True)``) of the training and evaluation images, each computed once and kept on the device
+  pre_logits=True)``) of the training and evaluation images, each image's computed once and kept on the device
   (``ProbeFeatures``): after that, a step is one small matrix product, so the run takes seconds.
 
 ``--augment timm`` draws the training images unaugmented and passes each through
@@ -18,6 +18,7 @@ interpolation. Its random numbers come from the run's generator, so a batch stay
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any, Callable, Sequence
 
@@ -54,24 +55,36 @@ def set_trainable(vit: nn.Module, mode: str, train_blocks: int = 0) -> list[str]
 
 
 class ProbeFeatures:
-    """A frozen model's pooled features ``[n, D]`` (what its head reads) for sets of images, kept on its device."""
+    """A frozen model's pooled features ``[n, D]`` (what its head reads) for sets of images, kept on its device.
+
+    Each distinct image goes through the model once: an image met again (the same pixels, as when a data set's
+    test split is its val split) reuses its features.
+    """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], batch_size: int):
         self.model, self.mean, self.std, self.batch_size = model, mean, std, batch_size
         self.device = next(model.parameters()).device
+        self._seen: dict[bytes, Tensor] = {}  # an image's digest -> its features (D,)
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
         """Features ``[n, D]`` of images ``[n, 3, S, S]`` in [0, 1], in eval mode, batch by batch."""
+        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest() for image in images]
+        new, pending = [], set()  # rows whose image is not seen yet, the first of any repeats
+        for i, key in enumerate(keys):
+            if key not in self._seen and key not in pending:
+                new.append(i)
+                pending.add(key)
         was_training = self.model.training
         self.model.eval()
-        features = []
-        for start in range(0, len(images), self.batch_size):
-            batch = normalize_images(images[start:start + self.batch_size].to(self.device), self.mean, self.std)
+        for start in range(0, len(new), self.batch_size):
+            rows = new[start:start + self.batch_size]
+            batch = normalize_images(images[rows].to(self.device), self.mean, self.std)
             tokens = self.model.forward_features(batch)  # (b, N, D)
-            features.append(self.model.forward_head(tokens, pre_logits=True).float())  # (b, D)
+            pooled = self.model.forward_head(tokens, pre_logits=True).float()  # (b, D)
+            self._seen.update(zip((keys[i] for i in rows), pooled))
         self.model.train(was_training)
-        return torch.cat(features)
+        return torch.stack([self._seen[key] for key in keys])  # (n, D)
 
 
 def timm_train_transform(data_config: dict[str, Any], image_size: int) -> Callable[[Image.Image], Tensor]:

@@ -59,7 +59,8 @@ from vitviz.registry import (CHECKPOINT_NAME, JOBS_ENV, checkpoint_dirs, find_ch
                              resolve)
 
 from .cli import to_argv
-from .config import MODEL_PRESETS, ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config
+from .config import (MODEL_PRESETS, ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config,
+                     describe_start)
 
 __all__ = [
     "Job",
@@ -407,8 +408,6 @@ def start_image_size(init: str) -> Optional[int]:
     """The input side a classifier checkpoint or a timm ViT was made for, which the Train view offers as the
     fine-tune's image size; None for a jigsaw checkpoint (whose fine-tunes use a finer grid), random weights,
     or a name that starts nothing."""
-    from .start import describe_start
-
     if not init:
         return None
     try:

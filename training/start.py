@@ -22,19 +22,16 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from vitviz.checkpoints import ModelLoadError
-from vitviz.models import create_vit, load_model
-from vitviz.registry import checkpoint_dirs, resolve
+from vitviz.models import load_model
 
-from .config import ConfigError, init_sidecar
-
-__all__ = ["Start", "describe_start", "start_weights", "vit_architecture"]
+__all__ = ["Start", "run_architecture", "start_weights", "vit_architecture"]
 
 StartKind = Literal["jigsaw", "classifier", "timm"]
 
 
 @dataclass(frozen=True)
 class Start:
-    """What ``--init`` names, known without loading its weights."""
+    """What ``--init`` names, known without loading its weights (``training.config.describe_start``)."""
 
     ref: str  # as given to --init
     kind: StartKind
@@ -45,43 +42,6 @@ class Start:
     def what(self) -> str:
         """How messages name it: "checkpoint" or "model"."""
         return "model" if self.kind == "timm" else "checkpoint"
-
-
-def describe_start(init: str) -> Start:
-    """What ``init`` names, from a checkpoint's sidecar or a timm model built on the meta device (no weights read).
-
-    Raises:
-        ConfigError: (field "init") a missing or unreadable checkpoint, one that is neither jigsaw nor classifier,
-            a name that is neither a checkpoint nor a timm ViT, or a timm model vitviz could not save and reload.
-    """
-    source, target = resolve(init)
-    if source != "timm":
-        path, sidecar = init_sidecar(init)
-        kind = sidecar.get("kind", "non-vitviz")
-        if kind not in ("jigsaw", "classifier"):
-            raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; a fine-tune starts from a "
-                              "jigsaw or classifier checkpoint, a timm ViT, or random weights", "init")
-        return Start(init, kind, dict(sidecar["architecture"]), path)
-    import timm
-
-    name = str(target)
-    if not timm.is_model(name):
-        raise ConfigError(f"starting model {init!r} is neither a checkpoint in "
-                          f"{', '.join(str(d) for d in checkpoint_dirs())} nor a timm model name", "init")
-    with torch.device("meta"):
-        model = timm.create_model(name, pretrained=False)
-        if not isinstance(model, VisionTransformer):
-            kind = type(model).__name__
-            raise ConfigError(f"starting model {name} is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}, not a timm "
-                              "VisionTransformer", "init")
-        architecture = vit_architecture(model)
-        rebuilt = create_vit(architecture)
-    ours, theirs = repr(rebuilt).splitlines(), repr(model).splitlines()
-    if ours != theirs:  # e.g. another activation or norm: the saved model would not be the one trained
-        first = next((t.strip() for o, t in zip(ours, theirs) if o != t), theirs[-1].strip())
-        raise ConfigError(f"starting model {name} has a layer vitviz cannot save and load back as it is ({first})",
-                          "init")
-    return Start(init, "timm", architecture)
 
 
 def vit_architecture(model: VisionTransformer) -> dict[str, Any]:
@@ -121,13 +81,13 @@ def run_architecture(start: Start, shape: dict[str, Any], num_classes: int) -> d
     return {**start.architecture, "img_size": shape["img_size"], "num_classes": num_classes}
 
 
-def start_weights(start: Start, vit: VisionTransformer) -> VisionTransformer:
+def start_weights(start: Start, vit: VisionTransformer) -> tuple[tuple[float, ...], tuple[float, ...], dict[str, Any]]:
     """Load the start model's weights into ``vit`` (built from ``run_architecture``), all but what is new; returns
-    the start model as ``load_model`` gave it, on the CPU (its card holds the normalisation)."""
+    the start model's normalisation (mean, std) and its timm data config."""
     try:
         model = load_model(start.path or start.ref, device="cpu")
     except ModelLoadError as e:
-        raise ConfigError(f"starting {start.what} {start.ref!r} cannot be loaded: {e}", "init") from None
+        raise ModelLoadError(f"starting {start.what} {start.ref!r} cannot be loaded: {e}") from None
     state = model.state_dict()
     if start.kind == "jigsaw":
         state = {k: v for k, v in state.items() if not k.startswith("jigsaw_head.")}
@@ -144,6 +104,8 @@ def start_weights(start: Start, vit: VisionTransformer) -> VisionTransformer:
                 num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if unexpected or not set(missing) <= fresh:
-        raise ConfigError(f"--init {start.ref} does not fit: missing {sorted(set(missing) - fresh)}, "
-                          f"unexpected {unexpected}", "init")
-    return model
+        raise ModelLoadError(f"--init {start.ref} does not fit: missing {sorted(set(missing) - fresh)}, "
+                             f"unexpected {unexpected}")
+    from timm.data import resolve_model_data_config
+
+    return model.card.mean, model.card.std, resolve_model_data_config(model)

@@ -46,9 +46,10 @@ from vitviz.models import create_vit
 
 from .accuracy import (class_report, classifier_logits, classifier_scores, eval_permutations, evaluate_jigsaw,
                        normalize_images)
-from .config import ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, model_shape, resolve_device
+from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, describe_start,
+                     model_shape, resolve_device)
 from .finetune import ProbeFeatures, TimmAugmented, set_trainable, timm_train_transform
-from .start import Start, describe_start, run_architecture, start_weights
+from .start import Start, run_architecture, start_weights
 
 __all__ = ["RunResult", "train"]
 
@@ -98,8 +99,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     vit = create_vit(architecture, jigsaw_grid=grid if jigsaw else None)
     mean, std, data_config = MEAN, STD, resolve_model_data_config(vit)
     if start is not None:  # its weights but the new parts; its normalisation and data config
-        start_model = start_weights(start, vit)
-        mean, std, data_config = start_model.card.mean, start_model.card.std, resolve_model_data_config(start_model)
+        mean, std, data_config = start_weights(start, vit)
     vit.to(device)
 
     # what trains (fine-tunes): every weight, the last blocks and the head, or the head on frozen features
