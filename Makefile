@@ -34,6 +34,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/attributions.py
 	HF_HUB_OFFLINE=1 $(PY) bench/jigsaw_accuracy.py
 	HF_HUB_OFFLINE=1 $(PY) bench/train_throughput.py
+	HF_HUB_OFFLINE=1 $(PY) bench/finetune_modes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output

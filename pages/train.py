@@ -1,4 +1,5 @@
-"""Train: launch jigsaw pretraining or a fine-tune, watch it live, cancel it; compare two models' attention."""
+"""Train: bring your own images, launch jigsaw pretraining or a fine-tune, watch it live, cancel it; compare two
+models' attention."""
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,10 @@ from vitviz.compare import class_attention, common_grid
 from vitviz.devices import default_device
 from vitviz.images import fit_to_model, to_tensor
 from vitviz.jigsaw import jigsaw_checkpoints
-from training.jobs import MODEL_SIZES, Job, JobRunner, JobSpec, JobSpecError, JobStateError
+from training.jobs import MODEL_SIZES, Job, JobRunner, JobSpec, JobSpecError, JobStateError, start_image_size
 from vitviz.checkpoints import ModelLoadError, read_sidecar
-from vitviz.registry import list_models
+from vitviz.data import DataError, UploadedSet, delete_upload, import_zip, list_uploads, read_upload
+from vitviz.registry import list_models, uploads_dir
 
 TASKS = {"finetune": "Classification fine-tuning", "pretrain": "Jigsaw pretraining"}
 DATASETS = {
@@ -33,18 +35,21 @@ def run_options() -> JobSpec:
     task = st.radio("Task", list(TASKS), format_func=TASKS.get, horizontal=True, key="train_task")
     left, right = st.columns(2)
     with left:
-        datasets = {**DATASETS[task], FOLDER: "An image folder (one sub-folder per class)…"}
+        datasets = {**DATASETS[task], **upload_choices(), FOLDER: "An image folder (one sub-folder per class)…"}
         data = st.selectbox("Dataset", list(datasets), format_func=datasets.get, key=f"train_data_{task}")
         if data == FOLDER:
             data = "folder:" + st.text_input("Image folder (absolute path)", key="train_folder").strip()
         init = ""
         if task == "finetune":
-            checkpoints = {e.ref: e.label for e in list_models() if e.source == "checkpoint"}
+            checkpoints = {e.ref: e.label for e in list_models() if e.source in ("checkpoint", "timm")}
             options = ["", *checkpoints]
             jigsaws = jigsaw_checkpoints()
-            init = st.selectbox("Starting checkpoint", options, index=options.index(jigsaws[0]) if jigsaws else 0,
+            init = st.selectbox("Start from", options, index=options.index(jigsaws[0]) if jigsaws else 0,
                                 format_func=lambda r: checkpoints.get(r, "random weights"), key="train_init",
-                                help="A jigsaw checkpoint's blocks give the classifier a head start.")
+                                on_change=start_changed,
+                                help="A jigsaw checkpoint gives its blocks; a classifier checkpoint or a timm ViT "
+                                     "everything but its head, which is made anew for your classes.")
+            mode, train_blocks = finetune_mode()
         model = "micro"
         if not init:
             model = st.selectbox("Model size", MODEL_SIZES, key="train_model",
@@ -57,8 +62,16 @@ def run_options() -> JobSpec:
         steps = st.number_input("Steps", value=300, step=50, key="train_steps")
         batch_size = st.number_input("Batch size", value=32, step=8, key="train_batch")
         lr = st.number_input("Learning rate", value=1e-3, step=1e-4, format="%g", key="train_lr")
-        image_size = st.number_input("Image size (px)", value=32, step=8, key="train_image_size")
+        if "train_image_size" not in st.session_state:
+            st.session_state["train_image_size"] = 32
+        image_size = st.number_input("Image size (px)", step=8, key="train_image_size",
+                                     help="A start model keeps its patch size; its position table is resampled.")
         seed = st.number_input("Seed", value=0, key="train_seed")
+    if task == "finetune":
+        augment = "timm" if data.startswith("upload:") and mode != "probe" else "device"
+        return JobSpec(task=task, name=name.strip(), data=data, init=init, model=model, image_size=int(image_size),
+                       steps=int(steps), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
+                       device=str(default_device()), mode=mode, train_blocks=int(train_blocks), augment=augment)
     return JobSpec(task=task, name=name.strip(), data=data, init=init, model=model, image_size=int(image_size),
                    steps=int(steps), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
                    device=str(default_device()))
@@ -75,7 +88,8 @@ def job_card(job: Job) -> None:
     spec = job.spec
     with st.container(border=True):
         st.markdown(f"{STATE_ICONS[job.state]} **{spec.name}** · {TASKS[spec.task]} on `{spec.data}`"
-                    f"{f' from **{spec.init}**' if spec.init else ''} · {spec.steps} steps · **{job.state}**")
+                    f"{f' from **{spec.init}**' if spec.init else ''}{mode_text(spec)} · {spec.steps} steps · "
+                    f"**{job.state}**")
         if job.state == "queued":
             st.caption(f"Place {job.place} in the queue for {spec.device}: one job runs at a time per device.")
         if job.state == "running":
@@ -104,8 +118,9 @@ def job_card(job: Job) -> None:
                                                             else "it wrote no checkpoint."))
         if job.state == "finished" and job.checkpoint.exists():
             st.success(f"**{spec.name}** is in the model picker in the sidebar.")
-            metrics = read_sidecar(job.checkpoint).get("metrics", {})
-            st.table(pd.DataFrame(metrics).T.style.format("{:.3f}"))
+            sidecar = read_sidecar(job.checkpoint)
+            st.table(pd.DataFrame(sidecar.get("metrics", {})).T.style.format("{:.3f}"))
+            class_report(spec.name, sidecar)
         if job.active or job.state == "failed":
             st.code("\n".join(job.log_tail(12 if job.state == "failed" else 6)) or "(no output yet)", language=None)
 
@@ -184,8 +199,137 @@ def compare_section() -> None:
                        units={"a": SCALED, "b": SCALED, "a_minus_b": f"a minus b, each {SCALED}"})
 
 
+# --- your own images, the fine-tune's mode, its per-class results ---------------------------------
+
+MODES = {"full": "Full fine-tune (every weight)", "last": "Last blocks and the head",
+         "probe": "Linear probe (the head alone, on frozen features: seconds)"}
+ZIP_MB = 200  # the zip uploader's own limit; the caps on what it holds are vitviz.data.import_zip's
+UPLOAD_NOTICE = "train_upload_notice"  # (kind, message) of the last import or delete, for the next run
+THUMBNAILS = 4  # per class
+
+
+def upload_choices() -> dict[str, str]:
+    """The uploaded sets as data choices: ``upload:NAME`` -> label."""
+    return {f"upload:{u.name}": f"{u.name} (your images: {len(u.class_names)} classes, {u.size} images)"
+            for u in list_uploads()}
+
+
+def import_upload() -> None:
+    """The Import button: the zip chosen becomes a data set, chosen as the next fine-tune's data."""
+    upload = st.session_state.get("train_zip")
+    if upload is None:
+        st.session_state[UPLOAD_NOTICE] = ("error", "Choose a .zip of class folders first.")
+        return
+    name = st.session_state.get("train_upload_name", "").strip() or zip_name(upload.name)
+    try:
+        path = import_zip(upload, name, uploads_dir())
+    except DataError as e:
+        st.session_state[UPLOAD_NOTICE] = ("error", str(e))
+        return
+    imported = read_upload(path.name)
+    skipped = f"; {files(len(imported.skipped))} skipped (listed below)" if imported.skipped else ""
+    st.session_state[UPLOAD_NOTICE] = ("success", f"Imported **{name}**: {imported.size} images in "
+                                                  f"{len(imported.class_names)} classes{skipped}.")
+    st.session_state["train_data_finetune"] = f"upload:{name}"
+    st.session_state["train_upload_name"] = ""
+
+
+def files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
+def zip_name(filename: str) -> str:
+    """A data set name from a zip's file name: its stem, with anything but letters, digits, '.', '_', '-' as '-'."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in filename.rsplit(".", 1)[0])
+    return stem.strip("-._")[:64] or "my-images"
+
+
+def remove_upload(name: str) -> None:
+    try:
+        delete_upload(name)
+    except DataError as e:
+        st.session_state[UPLOAD_NOTICE] = ("error", str(e))
+        return
+    st.session_state[UPLOAD_NOTICE] = ("info", f"Deleted the data set **{name}**.")
+    for key in ("train_data_finetune", "train_data_pretrain"):
+        if st.session_state.get(key) == f"upload:{name}":
+            del st.session_state[key]
+
+
+def own_images_section() -> None:
+    """Upload a zip of class folders; each set with its classes, counts, split and thumbnails; delete one."""
+    st.subheader("Your own images")
+    st.caption("A .zip with one folder of images per class (cats/001.jpg, dogs/001.jpg, ...). It is checked before "
+               "anything is written; files that are not images are skipped and counted. Each set gets a fixed "
+               "train/validation split, stratified by class.")
+    left, right = st.columns([3, 1])
+    left.file_uploader(f"Zip of class folders (up to {ZIP_MB} MB)", type=["zip"], key="train_zip",
+                       max_upload_size=ZIP_MB)
+    right.text_input("Data set name", key="train_upload_name", placeholder="the zip's name")
+    right.button("Import", key="train_import", on_click=import_upload)
+    if UPLOAD_NOTICE in st.session_state:
+        kind, message = st.session_state.pop(UPLOAD_NOTICE)
+        getattr(st, kind)(message)
+    for upload in list_uploads():
+        upload_card(upload)
+
+
+def upload_card(upload: UploadedSet) -> None:
+    train, val = upload.split("train"), upload.split("val")
+    with st.expander(f"**{upload.name}** · {len(upload.class_names)} classes · {upload.size} images "
+                     f"({sum(map(len, train.values()))} train, {sum(map(len, val.values()))} validation)"):
+        st.table(pd.DataFrame({"images": [len(p) for p in upload.files.values()],
+                               "train": [len(p) for p in train.values()],
+                               "validation": [len(p) for p in val.values()]}, index=list(upload.class_names)))
+        for class_name, paths in upload.files.items():
+            st.image([str(p) for p in paths[:THUMBNAILS]], width=72,
+                     caption=[class_name] + [""] * (min(len(paths), THUMBNAILS) - 1))
+        if upload.skipped:
+            listed = "; ".join(f"{entry} ({why})" for entry, why in upload.skipped[:5])
+            more = f"; and {len(upload.skipped) - 5} more" if len(upload.skipped) > 5 else ""
+            st.caption(f"{files(len(upload.skipped))} of the zip {'was' if len(upload.skipped) == 1 else 'were'} "
+                       f"skipped: {listed}{more}")
+        st.button("Delete this data set", key=f"delete-upload-{upload.name}", on_click=remove_upload,
+                  args=(upload.name,))
+
+
+def start_changed() -> None:
+    """A classifier or timm start model brings its own input size: offer it as the image size."""
+    size = start_image_size(st.session_state.get("train_init", ""))
+    if size is not None:
+        st.session_state["train_image_size"] = size
+
+
+def finetune_mode() -> tuple[str, int]:
+    """What a fine-tune trains: (mode, how many of the last blocks)."""
+    mode = st.radio("What trains", list(MODES), format_func=MODES.get, key="train_mode",
+                    help="A linear probe computes the start model's features once and trains only a new head.")
+    blocks = 2
+    if mode == "last":
+        blocks = st.number_input("Last blocks to train", min_value=1, value=2, step=1, key="train_blocks")
+    return mode, int(blocks)
+
+
+def mode_text(spec: JobSpec) -> str:
+    if spec.task != "finetune" or spec.mode == "full":
+        return ""
+    return f" · {'linear probe' if spec.mode == 'probe' else f'last {spec.train_blocks} blocks'}"
+
+
+def class_report(name: str, sidecar: dict) -> None:
+    """A finished classifier's classes, each one's validation accuracy and the confusion matrix."""
+    report = sidecar.get("class_report")
+    if not report:
+        return
+    st.caption(f"Its classes: {', '.join(report['class_names'])}.")
+    ui.show_figure(plots.class_accuracy(report["confusion"], report["class_names"],
+                                        title=f"Validation, {sum(report['support'])} images"),
+                   f"classes-{name}", {"confusion": np.array(report["confusion"])}, key=f"classes-{name}")
+
+
 st.title("Train")
 st.caption("Training runs in a process of its own: it goes on if you leave this page, reload it or restart the app.")
+own_images_section()
 st.subheader("New run")
 spec = run_options()
 if st.button("Launch", type="primary", key="train_launch"):

@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,10 +53,13 @@ def test_bad_choices_are_refused_with_their_reason(folders):
     assert errors(at)[0].startswith("checkpoint name '../outside' is not allowed")
 
     at.text_input(key="train_name_finetune").set_value("fine")
-    at.selectbox(key="train_init").set_value("tiny-classifier")
+    at.selectbox(key="train_init").set_value("tiny-classifier").run()
+    assert at.number_input(key="train_image_size").value == 48  # the classifier's own input size
+    at.radio(key="train_mode").set_value("last").run()
+    at.number_input(key="train_blocks").set_value(3)
     at.button(key="train_launch").click().run()
-    assert errors(at) == ["starting checkpoint 'tiny-classifier' is a classifier checkpoint; fine-tuning starts "
-                          "from a jigsaw checkpoint (or from random weights)"]
+    assert errors(at) == ["--train-blocks 3 is more than the model's 2 blocks (choose 1 to 2, or --mode full)"]
+    at.radio(key="train_mode").set_value("full")
 
     at.selectbox(key="train_init").set_value("")
     at.selectbox(key="train_data_finetune").set_value("folder").run()
@@ -130,3 +134,63 @@ def test_compare_shows_two_checkpoints_attention_and_their_difference(folders):
     shown_a, shown_b, difference = (torch.tensor(h["z"]) for h in heatmaps)
     assert torch.allclose(shown_a, a, atol=1e-5) and torch.allclose(shown_b, b, atol=1e-5)
     assert torch.allclose(difference, a - b, atol=1e-5)
+
+
+def test_your_own_zip_is_imported_shown_probed_and_deleted(folders):
+    from test_upload import make_zip, three_classes
+
+    at = open_page("train", sample="astronaut")
+    # a zip that would write outside its folder: refused in one sentence, nothing listed
+    at.file_uploader(key="train_zip").set_value(("evil.zip", make_zip({"../x.png": b"x"}), "application/zip"))
+    at.button(key="train_import").click().run()
+    assert errors(at) == ["The zip entry '../x.png' climbs out of its folder with '..', which would land outside the "
+                          "data set's folder, so the zip was refused."]
+    assert not at.expander
+
+    zipped = make_zip({**three_classes((10, 10, 5)), "red/notes.txt": b"not an image"})
+    at.file_uploader(key="train_zip").set_value(("My colours!.zip", zipped, "application/zip"))
+    at.button(key="train_import").click().run()
+    assert not at.exception and not errors(at)
+    assert [s.value for s in at.success] == ["Imported **My-colours**: 25 images in 3 classes; 1 file skipped "
+                                             "(listed below)."]
+    assert [e.label for e in at.expander] == ["**My-colours** · 3 classes · 25 images (20 train, 5 validation)"]
+    counts = at.table[0].value
+    assert counts.to_dict("index") == {"blue": {"images": 5, "train": 4, "validation": 1},
+                                       "green": {"images": 10, "train": 8, "validation": 2},
+                                       "red": {"images": 10, "train": 8, "validation": 2}}
+    thumbnails = [[(i.caption, i.url != "") for i in e.proto.imgs] for e in at.get("image")]  # a few per class
+    assert thumbnails == [[(c, True), ("", True), ("", True), ("", True)] for c in ("blue", "green", "red")]
+    assert "1 file of the zip was skipped: red/notes.txt (This file is not an image" in \
+        " ".join(c.value for c in at.caption)
+    assert at.selectbox(key="train_data_finetune").value == "upload:My-colours"  # chosen for the next run
+
+    # a linear probe from the tiny classifier: its classes, each one's accuracy and the confusion matrix
+    at.selectbox(key="train_init").set_value("tiny-classifier").run()
+    at.radio(key="train_mode").set_value("probe")
+    at.number_input(key="train_steps").set_value(30)
+    at.button(key="train_launch").click().run()
+    assert [s.value for s in at.success] == ["Launched **my-classifier-1**: started."]
+    job = JobRunner().jobs()[0]
+    assert job.spec.mode == "probe" and job.spec.augment == "device" and job.spec.data == "upload:My-colours"
+    deadline = time.monotonic() + 180
+    while JobRunner().get(job.id).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception and JobRunner().get(job.id).state == "finished"
+    assert "my-classifier-1** · Classification fine-tuning on `upload:My-colours` from **tiny-classifier** · linear " \
+           "probe · 30 steps" in " ".join(m.value for m in at.markdown)
+    assert "Its classes: blue, green, red." in [c.value for c in at.caption]
+    report = load_model("my-classifier-1", device="cpu").card.sidecar["class_report"]
+    specs = {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at) if spec["layout"].get("title")}
+    figure = specs["Validation, 5 images"]
+    heatmap = next(t for t in figure["data"] if t["type"] == "heatmap")
+    assert np.array(heatmap["z"]).tolist() == report["confusion"] and heatmap["x"] == ["blue", "green", "red"]
+
+    # a last-blocks fine-tune on your images is augmented by timm's transform
+    at.radio(key="train_mode").set_value("last").run()
+    at.button(key="train_launch").click().run()
+    assert JobRunner().jobs()[0].spec.augment == "timm"
+
+    at.button(key="delete-upload-My-colours").click().run()
+    assert [i.value for i in at.info][:1] == ["Deleted the data set **My-colours**."]
+    assert not at.expander and "upload:My-colours" not in at.selectbox(key="train_data_finetune").options

@@ -1,5 +1,6 @@
 """The Train view in headless Chromium: launch a fine-tune, watch its curve and its end, then look at the new
-model's attention; meanwhile a second session explores the Patches view, and a reload finds the job again."""
+model's attention; meanwhile a second session explores the Patches view, and a reload finds the job again.
+Then your own images: upload a zip of class folders, probe a model on them, and see its classes on Attention."""
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
     trainer = open_app(browser, train_server.url)
     open_view(trainer, "Train")
     choose(trainer, "Dataset", "digits")
-    choose(trainer, "Starting checkpoint", "random weights")
+    choose(trainer, "Start from", "random weights")
     set_number(trainer, "Steps", "40")
     set_number(trainer, "Batch size", "16")
     trainer.get_by_role("button", name="Launch").click()
@@ -92,3 +93,64 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
     trainer.wait_for_selector('h3:has-text("Model: my-classifier-1")')
     wait_idle(trainer)
     assert "Recorded metrics" in trainer.locator("main").inner_text()
+
+
+# The y labels of every bar chart on the page (the Attention view's top predictions), read from the DOM.
+BAR_LABELS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(p => (p.data || [])"
+              ".filter(t => t.type === 'bar').flatMap(t => Array.from(t.y)))")
+
+
+def test_upload_a_zip_probe_a_model_on_it_and_see_its_classes(browser, train_server, output_dir, tmp_path):
+    from test_upload import make_zip, three_classes
+
+    archive = tmp_path / "colours.zip"
+    archive.write_bytes(make_zip({**three_classes((12, 12, 12)), "red/notes.txt": b"not an image"}))
+    page = open_app(browser, train_server.url)
+    open_view(page, "Train")
+    page.locator('main [data-testid="stFileUploader"] input[type="file"]').set_input_files(str(archive))
+    page.wait_for_selector('main :text("colours.zip")')
+    wait_idle(page)
+    page.get_by_role("button", name="Import").click()
+    page.get_by_text("Imported colours: 36 images in 3 classes; 1 file skipped (listed below).", exact=True).wait_for()
+    wait_idle(page)
+    page.get_by_text("colours · 3 classes · 36 images (30 train, 6 validation)").first.click()  # open its card
+    page.wait_for_selector('[data-testid="stExpander"] [data-testid="stImage"] img')
+    wait_idle(page)
+    assert page.locator('[data-testid="stExpander"] [data-testid="stImage"] img').count() == 12  # 4 per class
+    page.screenshot(path=str(output_dir / "train-own-images.png"), full_page=True)
+
+    # a linear probe of the starter classifier on them
+    choose(page, "Dataset", "colours (your images")
+    choose(page, "Start from", "starter-shapes (classifier)")
+    page.get_by_text("Linear probe (the head alone, on frozen features: seconds)").click()
+    wait_idle(page)
+    name = page.get_by_label("Checkpoint name", exact=True)
+    name.fill("colours-probe")
+    name.press("Enter")
+    wait_idle(page)
+    set_number(page, "Steps", "60")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("Launched colours-probe: started.", exact=True).wait_for()
+    page.get_by_text("colours-probe is in the model picker in the sidebar.", exact=True).wait_for(timeout=300_000)
+    page.get_by_text("Its classes: blue, green, red.", exact=True).wait_for()
+    wait_idle(page)
+    assert_no_exception(page)
+    # its classes' accuracy and confusion matrix (a job of another test may have drawn its own)
+    assert page.locator(".js-plotly-plot").filter(has_text="Confusion matrix").filter(has_text="green").count() == 1
+    page.screenshot(path=str(output_dir / "train-own-images-probed.png"), full_page=True)
+
+    # the new model explains your classes
+    choose(page, "Model", "colours-probe (classifier)", where='[data-testid="stSidebar"]')
+    open_view(page, "Attention")
+    page.wait_for_selector(".js-plotly-plot")
+    wait_idle(page)
+    assert_no_exception(page)
+    assert sorted(page.evaluate(BAR_LABELS)) == ["blue (0)", "green (1)", "red (2)"]
+    # the class maps, drawn further down, explain one of them
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(p => p.layout && "
+                           "p.layout.title && (p.layout.title.text || '').includes('Relevance: '))")
+    wait_idle(page)
+    explained = [t.replace("<b>", "").replace("</b>", "") for t in (layout["title"] for layout in plot_layouts(page))
+                 if "Gradient rollout: " in t or "Relevance: " in t]
+    assert len(explained) == 2 and {t.split(": ")[1] for t in explained} <= {"blue", "green", "red"}
+    page.screenshot(path=str(output_dir / "own-classes-attention.png"), full_page=True)

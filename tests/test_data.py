@@ -424,7 +424,8 @@ def test_bad_arguments_name_the_bad_value():
 
 def test_describe_specs_names_every_source():
     text = describe_specs()
-    for name in ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder:PATH", "A:W+B:W"):
+    for name in ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder:PATH", "upload:NAME",
+                 "A:W+B:W"):
         assert name in text
     assert ", ".join(SHAPES_CLASSES) in text
 
@@ -553,8 +554,8 @@ def test_check_spec_labeled_accepts_exactly_what_build_data_labels(pets, pets_ag
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("photos", r"The data 'photos' has no labels to fine-tune on; choose shapes, digits, cifar10, cifar100 or "
-               r"folder:PATH"),
+    ("photos", r"The data 'photos' has no labels to fine-tune on; choose shapes, digits, cifar10, cifar100, "
+               r"folder:PATH \(one sub-folder of images per class\) or upload:NAME"),
     ("procedural:2", r"The data 'procedural' has no labels"),
     ("shapes:1+procedural:1", r"The mixture 'shapes:1\+procedural:1' has no labels to fine-tune on: its part "
                               r"'procedural' is unlabeled"),

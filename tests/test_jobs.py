@@ -199,9 +199,19 @@ def checkpoints(tmp_path, monkeypatch):
     (dict(data="shapes:-1"), "data", "In the data part 'shapes:-1', the weight must be a positive number, not -1"),
     (dict(data="folder:/no/such/folder"), "data", "No folder at /no/such/folder"),
     (dict(data="folder:relative/path"), "data", "dataset folder 'relative/path' is not an absolute path"),
-    (dict(init="my-classifier"), "init", "starting checkpoint 'my-classifier' is a classifier checkpoint; "
-                                         "fine-tuning starts from a jigsaw checkpoint (or from random weights)"),
     (dict(init="nothing-here"), "init", "starting checkpoint 'nothing-here' is not a checkpoint in "),
+    (dict(init="resnet50"), "init", "starting model resnet50 is a ResNet, not a timm VisionTransformer"),
+    (dict(init="/abs/model.safetensors"), "init", "starting checkpoint '/abs/model.safetensors' is not a checkpoint"),
+    (dict(data="upload:nothing"), "data", "No uploaded data set named 'nothing' in "),
+    (dict(mode="sideways"), "mode", "--mode 'sideways' is not one of full, last, probe"),
+    (dict(mode="probe", augment="timm"), "augment", "--augment timm does not apply to --mode probe"),
+    (dict(train_blocks=0), "train_blocks", "train blocks 0 is out of range: choose a whole number from 1 to 100"),
+    (dict(init="my-classifier", mode="last", train_blocks=2), "train_blocks",
+     "--train-blocks 2 is more than the model's 1 blocks (choose 1 to 1, or --mode full)"),
+    (dict(task="pretrain", data="photos", mode="probe"), "mode",
+     "jigsaw pretraining trains every weight; mode 'probe' is for fine-tuning"),
+    (dict(task="pretrain", data="photos", augment="timm"), "augment",
+     "jigsaw pretraining augments as its data set does; augment 'timm' is for fine-tuning"),
     (dict(init="../my-jigsaw"), "init", "starting checkpoint '../my-jigsaw' is not a checkpoint in "),
     (dict(init="my-jigsaw", image_size=30), "image_size",
      "image size 30 is not a multiple of the patch size 4 of the starting checkpoint 'my-jigsaw'"),
@@ -246,3 +256,49 @@ def test_the_command_writes_only_into_the_jobs_folders(runner, checkpoints, tmp_
     assert options["--out-dir"] == str(job_folder / "out") and options["--run-dir"] == str(job_folder / "run")
     assert options["--init"] == str((checkpoints / "my-jigsaw.safetensors").resolve())
     assert options["--patch-size"] == "4" and options["--name"] == "from-jigsaw"
+
+
+def test_a_classifier_checkpoint_or_a_timm_name_starts_a_fine_tune(runner, checkpoints):
+    from training.jobs import _command, start_image_size
+
+    spec = runner.validate(JobSpec(task="finetune", name="from-timm", init="vit_tiny_patch16_224", image_size=32,
+                                   mode="probe"))
+    assert spec.patch_size == 16  # the timm model's
+    options = dict(zip(*[iter(_command(spec, runner.root / "job-1")[4:])] * 2))
+    assert options["--init"] == "vit_tiny_patch16_224" and options["--mode"] == "probe"
+    spec = runner.validate(JobSpec(task="finetune", name="from-classifier", init="my-classifier", image_size=24,
+                                   mode="last", train_blocks=1, augment="timm"))
+    options = dict(zip(*[iter(_command(spec, runner.root / "job-2")[4:])] * 2))
+    assert options["--init"] == str((checkpoints / "my-classifier.safetensors").resolve())
+    assert (options["--mode"], options["--train-blocks"], options["--augment"]) == ("last", "1", "timm")
+    # the image size the Train view offers for each start
+    assert [start_image_size(r) for r in ("my-classifier", "vit_tiny_patch16_224", "my-jigsaw", "", "nothing")] == \
+        [16, 224, None, None, None]
+
+
+def test_a_zip_of_your_images_trains_end_to_end_through_the_job_runner(runner, checkpoints):
+    from test_upload import make_zip, three_classes
+    from vitviz.data import import_zip
+    from vitviz.registry import uploads_dir
+
+    import_zip(make_zip(three_classes((15, 15, 15))), "colours", uploads_dir())
+    common = dict(task="finetune", data="upload:colours", init="my-classifier", image_size=16, batch_size=16,
+                  eval_images=64, device="cpu")
+    probe = runner.submit(JobSpec(name="colours-probe", mode="probe", steps=40, **common))
+    last = runner.submit(JobSpec(name="colours-last", mode="last", train_blocks=1, augment="timm", steps=10, **common))
+    wait_for(lambda: not any(j.active for j in runner.jobs()), "both jobs to end", timeout=300)
+    for job, mode in ((probe, "probe"), (last, "last")):
+        ended = runner.get(job.id)
+        assert ended.state == "finished", ended.log_tail()
+        model = load_model(job.spec.name, device="cpu")  # in the model picker, with its classes
+        assert model.card.class_names == ("blue", "green", "red") and model.card.num_classes == 3
+        sidecar = model.card.sidecar
+        assert sidecar["training"]["mode"] == mode and sidecar["training"]["dataset"] == "upload:colours"
+        report = sidecar["class_report"]
+        assert report["class_names"] == ["blue", "green", "red"] and report["support"] == [3, 3, 3]
+        assert sum(map(sum, report["confusion"])) == 9
+        assert sum(report["confusion"][c][c] for c in range(3)) / 9 == pytest.approx(sidecar["metrics"]["val"]["accuracy"])
+    rows = [r for r in runner.get(probe.id).metrics() if r["split"] == "val"]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert "my-classifier" in {e.ref for e in list_models()} and "colours-probe (classifier)" in \
+        [e.label for e in list_models()]

@@ -253,14 +253,16 @@ def test_bad_input_gets_one_sentence_and_exit_code_2(args, message, tmp_path, mo
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_init_refuses_a_classifier_checkpoint(pretrained, tmp_path, capsys):
+def test_init_takes_a_classifier_checkpoint_and_refuses_another_size(pretrained, tmp_path, capsys):
+    from training.config import check_config
+
     _, result = pretrained
     classifier = FinetuneConfig(name="cls", out_dir=str(tmp_path), run_dir=str(tmp_path / "runs"), data="shapes",
                                 image_size=32, steps=1, eval_every=1, **TINY)
     train_quietly(classifier, ["finetune"])
+    settled = check_config(FinetuneConfig(init=str(tmp_path / "cls.safetensors"), data="digits", image_size=16))
+    assert (settled.patch_size, settled.embed_dim, settled.depth) == (4, 64, 2)  # the checkpoint's (micro) size
     capsys.readouterr()
-    code = main(["finetune", "--init", str(tmp_path / "cls.safetensors"), "--out-dir", str(tmp_path)])
-    assert code == 2 and "fine-tuning starts from a jigsaw checkpoint" in capsys.readouterr().err
     code = main(["finetune", "--init", str(result.checkpoint), "--patch-size", "8", "--out-dir", str(tmp_path)])
     assert code == 2 and "differs from the --init checkpoint's 4" in capsys.readouterr().err
 

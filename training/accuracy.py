@@ -17,7 +17,16 @@ from vitviz.models import ModelCard, load_model
 
 from .config import ConfigError, EvaluateConfig, resolve_device
 
-__all__ = ["evaluate_checkpoint", "evaluate_classifier", "evaluate_jigsaw", "eval_permutations", "normalize_images"]
+__all__ = [
+    "class_report",
+    "classifier_logits",
+    "classifier_scores",
+    "evaluate_checkpoint",
+    "evaluate_classifier",
+    "evaluate_jigsaw",
+    "eval_permutations",
+    "normalize_images",
+]
 
 
 def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -61,11 +70,43 @@ def evaluate_classifier(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Top-1 accuracy and the loss over ``images``, with chance (1 / number of classes)."""
-    logits_all = _batched_logits(model, images, mean, std, batch_size, lambda batch, start: model(batch))
+    return classifier_scores(classifier_logits(model, images, mean, std, batch_size), labels)
+
+
+@torch.no_grad()
+def classifier_logits(model: nn.Module, images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                      batch_size: int = 256) -> torch.Tensor:
+    """The model's logits ``[n, C]`` (float, on the CPU) for images ``[n, 3, S, S]`` in [0, 1], in eval mode."""
+    return _batched_logits(model, images, mean, std, batch_size, lambda batch, start: model(batch))
+
+
+def classifier_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Top-1 accuracy and the loss of logits ``[n, C]`` against labels ``[n]``, with chance (1 / C)."""
     return {
-        "accuracy": (logits_all.argmax(dim=1) == labels).float().mean().item(),
-        "loss": F.cross_entropy(logits_all, labels).item(),
-        "chance": 1.0 / logits_all.shape[1],
+        "accuracy": (logits.argmax(dim=1) == labels).float().mean().item(),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "chance": 1.0 / logits.shape[1],
+    }
+
+
+def class_report(logits: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]) -> dict:
+    """Per-class accuracy and the confusion matrix of logits ``[n, C]`` against labels ``[n]``, as plain values.
+
+    Returns:
+        ``class_names``; ``confusion`` ``[C][C]`` counts (row: true class, column: predicted class);
+        ``support`` ``[C]`` (items of each class); ``per_class_accuracy`` ``[C]`` (the diagonal over the
+        support, None for a class without items).
+    """
+    num_classes = len(class_names)
+    assert logits.shape[1] == num_classes, (logits.shape, num_classes)
+    pairs = labels.long() * num_classes + logits.argmax(dim=1).long()  # (n,) true * C + predicted
+    confusion = torch.bincount(pairs, minlength=num_classes ** 2).view(num_classes, num_classes)  # (C, C)
+    support = confusion.sum(dim=1)  # (C,)
+    return {
+        "class_names": list(class_names),
+        "confusion": confusion.tolist(),
+        "support": support.tolist(),
+        "per_class_accuracy": [confusion[c, c].item() / n if n else None for c, n in enumerate(support.tolist())],
     }
 
 

@@ -17,6 +17,8 @@ import torch
 from vitviz.checkpoints import ModelLoadError
 from vitviz.devices import default_device
 
+from .start import Start, vit_architecture
+
 __all__ = [
     "ConfigError",
     "EvaluateConfig",
@@ -26,6 +28,7 @@ __all__ = [
     "QuickstartConfig",
     "TrainConfig",
     "check_config",
+    "describe_start",
     "field_help",
     "init_sidecar",
     "model_shape",
@@ -65,7 +68,7 @@ class TrainConfig:
     run_dir: str = "runs"  # RUN_DIR/NAME/ holds the last checkpoint, resume state and metrics.jsonl
     resume: bool = False  # continue the run in RUN_DIR/NAME from its last checkpoint (same options)
     # data
-    data: str = "shapes"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, or a mixture like photos:1+procedural:1
+    data: str = "shapes"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, upload:NAME, or a mixture like photos:1+procedural:1
     eval_data: str = ""  # dataset spec for evaluation; empty = the training data
     eval_images: int = 512  # size of the fixed evaluation set drawn from each split
     # model
@@ -116,7 +119,11 @@ class FinetuneConfig(TrainConfig):
 
     name: str = "my-classifier"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
     patch_size: int = 0  # patch side in pixels; must divide the image size; 0 = the --init checkpoint's, else 8
-    init: str = ""  # jigsaw checkpoint (name or path) whose patch embedding, class token, blocks and norms start the model; empty = random weights
+    init: str = ""  # the starting model (name or .safetensors path): a jigsaw checkpoint gives its blocks (positions and head new), a classifier checkpoint or a timm ViT name everything but its head; empty = random weights
+    mode: str = "full"  # what trains: full (every weight), last (the last --train-blocks blocks, the final norm and the head) or probe (the head alone, on the frozen model's features, computed once)
+    train_blocks: int = 2  # with --mode last: how many of the last blocks train
+    probe_images: int = 4096  # with --mode probe: training images whose features are computed (a finite data set gives at most all of its own)
+    augment: str = "device"  # training augmentation: device (the data set's own crops and flips, made on the device) or timm (timm.data.create_transform(is_training=True) for the starting model's data config, per image on the CPU)
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     layer_decay: float = 0.0  # layer-wise learning-rate decay (e.g. 0.75: earlier blocks learn slower); 0 = off
 
@@ -184,9 +191,10 @@ def check_config(config: TrainConfig) -> TrainConfig:
     """Training's own checks, before any data or weights are loaded; the config with what they settle.
 
     Checks the budget and every bounded option, the model size, the data specs (``vitviz.data.check_spec``:
-    labels are needed to fine-tune) and, for ``--init``, that it names a readable jigsaw checkpoint whose
-    size agrees with the options given. Settles the patch size (0 = the ``--init`` checkpoint's, else 8) and
-    the width, depth and heads of an ``--init`` checkpoint. ``train`` and the app's job runner both call it.
+    labels are needed to fine-tune), a fine-tune's mode and augmentation and, for ``--init``, that it names a
+    readable jigsaw or classifier checkpoint or a timm ViT (``training.start.describe_start``) whose size agrees
+    with the options given. Settles the patch size (0 = the ``--init`` model's, else 8) and the width, depth and
+    heads of an ``--init`` model. ``train`` and the app's job runner both call it.
 
     Raises:
         ConfigError: the option (``field``) and why, in one sentence.
@@ -208,13 +216,33 @@ def check_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--name {config.name!r} must be a plain file name", "name")
     if isinstance(config, PretrainConfig) and not 0.0 <= config.key_drop < 1.0:
         raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}", "key_drop")
+    if isinstance(config, FinetuneConfig):
+        _check_finetune_options(config)
     labeled = isinstance(config, FinetuneConfig)
     config = replace(config, data=check_spec(config.data, labeled=labeled),
                      eval_data=check_spec(config.eval_data, labeled=labeled) if config.eval_data else "")
     if isinstance(config, FinetuneConfig) and config.init:
         config = _settle_init(config)
-    model_shape(config)
+    depth = model_shape(config)["depth"]
+    if isinstance(config, FinetuneConfig) and config.mode == "last" and config.train_blocks > depth:
+        raise ConfigError(f"--train-blocks {config.train_blocks} is more than the model's {depth} blocks "
+                          f"(choose 1 to {depth}, or --mode full)", "train_blocks")
     return replace(config, patch_size=config.patch_size or DEFAULT_PATCH_SIZE)
+
+
+def _check_finetune_options(config: FinetuneConfig) -> None:
+    modes = ("full", "last", "probe")
+    if config.mode not in modes:
+        raise ConfigError(f"--mode {config.mode!r} is not one of {', '.join(modes)}", "mode")
+    if config.augment not in ("device", "timm"):
+        raise ConfigError(f"--augment {config.augment!r} is not one of device, timm", "augment")
+    if config.mode == "probe" and config.augment == "timm":
+        raise ConfigError("--augment timm does not apply to --mode probe: a probe computes its features once, "
+                          "from unaugmented images", "augment")
+    if config.train_blocks < 1:
+        raise ConfigError(f"--train-blocks must be at least 1, got {config.train_blocks}", "train_blocks")
+    if config.probe_images < 1:
+        raise ConfigError(f"--probe-images must be positive, got {config.probe_images}", "probe_images")
 
 
 def init_sidecar(init: str) -> tuple[Path, dict[str, Any]]:
@@ -235,28 +263,69 @@ def init_sidecar(init: str) -> tuple[Path, dict[str, Any]]:
         raise ConfigError(f"starting checkpoint {init!r} cannot be read: {e}", "init") from None
 
 
+def describe_start(init: str) -> Start:
+    """What ``init`` names, from a checkpoint's sidecar or a timm model built on the meta device (no weights read).
+
+    Raises:
+        ConfigError: (field "init") a missing or unreadable checkpoint, one that is neither jigsaw nor classifier,
+            a name that is neither a checkpoint nor a timm ViT, or a timm model vitviz could not save and reload.
+    """
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    from vitviz.models import create_vit
+    from vitviz.registry import checkpoint_dirs, resolve
+
+    source, target = resolve(init)
+    if source != "timm":
+        path, sidecar = init_sidecar(init)
+        kind = sidecar.get("kind", "non-vitviz")
+        if kind not in ("jigsaw", "classifier"):
+            raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; a fine-tune starts from a "
+                              "jigsaw or classifier checkpoint, a timm ViT, or random weights", "init")
+        return Start(init, kind, dict(sidecar["architecture"]), path)
+    name = str(target)
+    if not timm.is_model(name):
+        raise ConfigError(f"starting model {init!r} is neither a checkpoint in "
+                          f"{', '.join(str(d) for d in checkpoint_dirs())} nor a timm model name", "init")
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+        if not isinstance(model, VisionTransformer):
+            kind = type(model).__name__
+            raise ConfigError(f"starting model {name} is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}, not a timm "
+                              "VisionTransformer", "init")
+        architecture = vit_architecture(model)
+        rebuilt = create_vit(architecture)
+    ours, theirs = repr(rebuilt).splitlines(), repr(model).splitlines()
+    if ours != theirs:  # e.g. another activation or norm: the saved model would not be the one trained
+        first = next((t.strip() for o, t in zip(ours, theirs) if o != t), theirs[-1].strip())
+        raise ConfigError(f"starting model {name} has a layer vitviz cannot save and load back as it is ({first})",
+                          "init")
+    return Start(init, "timm", architecture)
+
+
 def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
-    path, sidecar = init_sidecar(config.init)
-    kind = sidecar.get("kind", "non-vitviz")
-    if kind != "jigsaw":
-        raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; fine-tuning starts from a "
-                          "jigsaw checkpoint (or from random weights)", "init")
-    source = sidecar["architecture"]
+    start = describe_start(config.init)
+    what, name = start.what, start.path.stem if start.path else start.ref
+    source = start.architecture
     wanted = {"patch_size": config.patch_size, "embed_dim": config.embed_dim, "depth": config.depth,
               "num_heads": config.num_heads}
     for key, value in wanted.items():
         if value and value != source[key]:
-            raise ConfigError(f"--{key.replace('_', '-')} {value} differs from the --init checkpoint's {source[key]}; "
-                              "the model size comes from the checkpoint", key)
-    if config.mlp_ratio != source.get("mlp_ratio", 4.0):
-        raise ConfigError(f"--mlp-ratio {config.mlp_ratio} differs from the --init checkpoint's "
-                          f"{source.get('mlp_ratio', 4.0)}", "mlp_ratio")
+            raise ConfigError(f"--{key.replace('_', '-')} {value} differs from the --init {what}'s {source[key]}; "
+                              f"the model size comes from the {what}", key)
+    mlp_ratio = source.get("mlp_ratio", 4.0)
+    if config.mlp_ratio not in (mlp_ratio, TrainConfig.mlp_ratio):  # the default follows the --init model
+        raise ConfigError(f"--mlp-ratio {config.mlp_ratio} differs from the --init {what}'s {mlp_ratio}", "mlp_ratio")
+    if config.mode == "probe" and source.get("distilled"):
+        raise ConfigError(f"starting {what} {name!r} is distilled (two heads): train it with --mode last or full",
+                          "mode")
     patch_size = int(source["patch_size"])
     if config.image_size % patch_size:
         raise ConfigError(f"image size {config.image_size} is not a multiple of the patch size {patch_size} of the "
-                          f"starting checkpoint {path.stem!r} (the patch size does not divide it)", "image_size")
+                          f"starting {what} {name!r} (the patch size does not divide it)", "image_size")
     return replace(config, patch_size=patch_size, embed_dim=source["embed_dim"], depth=source["depth"],
-                   num_heads=source["num_heads"])
+                   num_heads=source["num_heads"], mlp_ratio=mlp_ratio)
 
 
 def resolve_device(name: str, local_rank: Optional[int] = None) -> torch.device:

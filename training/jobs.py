@@ -27,8 +27,8 @@ Cancel: a queued job is cancelled without ever starting; for a running one, the 
 SIGTERM to the training process, which writes its last checkpoint and exits; a second sends SIGKILL.
 
 Nothing from the UI reaches a command line unchecked (``validate``): the app's own bounds come first
-(a plain file name, step and batch limits, a starting checkpoint from the picker, an absolute data
-folder); then the spec becomes the training config it will run with, and training's own checks
+(a plain file name, step and batch limits, a starting checkpoint from the picker or a timm name, never a
+path, an absolute data folder); then the spec becomes the training config it will run with, and training's own checks
 (``training.config.check_config``) judge it, so the app and the CLI refuse the same things in the same
 words. The command line is ``training.cli.to_argv`` of that config. The checkpoint goes to
 ``<root>/models`` and the run folder into the job's folder, so no choice in the UI makes a job write
@@ -55,10 +55,12 @@ from typing import Any, Iterator, Literal, Optional, Sequence
 
 from vitviz.checkpoints import ModelLoadError
 from vitviz.data import DataError
-from vitviz.registry import CHECKPOINT_NAME, JOBS_ENV, checkpoint_dirs, find_checkpoint, jobs_models_dir, jobs_root
+from vitviz.registry import (CHECKPOINT_NAME, JOBS_ENV, checkpoint_dirs, find_checkpoint, jobs_models_dir, jobs_root,
+                             resolve)
 
 from .cli import to_argv
-from .config import MODEL_PRESETS, ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config
+from .config import (MODEL_PRESETS, ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config,
+                     describe_start)
 
 __all__ = [
     "Job",
@@ -71,6 +73,7 @@ __all__ = [
     "State",
     "Task",
     "jobs_root",
+    "start_image_size",
 ]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +92,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "image_size": (8, 512),
     "eval_images": (8, 10_000),
     "seed": (0, 2**31 - 1),
+    "train_blocks": (1, 100),
 }
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 _NICE = 10  # the training process yields the CPU to the app's own sessions
@@ -113,8 +117,8 @@ class JobSpec:
 
     task: Task  # "pretrain" (jigsaw pretext) or "finetune" (classification)
     name: str  # checkpoint name: <jobs root>/models/NAME.safetensors + NAME.json
-    data: str = "shapes"  # a bundled data set, a mixture like photos:1+procedural:1, or folder:PATH
-    init: str = ""  # finetune: a jigsaw checkpoint's name to start from; "" = random weights
+    data: str = "shapes"  # a bundled data set, a mixture like photos:1+procedural:1, folder:PATH or upload:NAME
+    init: str = ""  # finetune: a checkpoint's name (jigsaw or classifier) or a timm ViT name; "" = random weights
     model: str = "micro"  # size preset when starting from random weights
     image_size: int = 32  # input side in pixels
     patch_size: int = 0  # 0 = 8, or the starting checkpoint's (the only one it fits)
@@ -124,6 +128,9 @@ class JobSpec:
     seed: int = 0  # seeds the weights, the data stream and the evaluation set
     device: str = "cpu"  # cpu, cuda, cuda:N or mps; one job at a time per device
     eval_images: int = 128  # size of the fixed evaluation set
+    mode: str = "full"  # finetune: full, last (the last train_blocks blocks and the head) or probe (the head alone)
+    train_blocks: int = 2  # finetune with mode "last": how many of the last blocks train
+    augment: str = "device"  # finetune: device (the data set's crops and flips) or timm (the start model's transform)
 
     @property
     def eval_every(self) -> int:
@@ -340,7 +347,7 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
         if existing.exists():
             raise JobSpecError("name", f"a checkpoint named {spec.name!r} already exists ({existing}); "
                                        "choose another name")
-    for field in ("steps", "batch_size", "image_size", "eval_images", "seed"):
+    for field in ("steps", "batch_size", "image_size", "eval_images", "seed", "train_blocks"):
         value = getattr(spec, field)
         low, high = LIMITS[field]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -355,9 +362,14 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
     if spec.init and spec.task == "pretrain":
         raise JobSpecError("init", f"jigsaw pretraining starts from random weights; a starting checkpoint "
                                    f"({spec.init!r}) is for fine-tuning")
-    if spec.init and find_checkpoint(spec.init) is None:  # the picker's names only, never a path
+    if spec.task == "pretrain" and spec.mode != "full":
+        raise JobSpecError("mode", f"jigsaw pretraining trains every weight; mode {spec.mode!r} is for fine-tuning")
+    if spec.task == "pretrain" and spec.augment != "device":
+        raise JobSpecError("augment", "jigsaw pretraining augments as its data set does; augment "
+                                      f"{spec.augment!r} is for fine-tuning")
+    if spec.init and find_checkpoint(spec.init) is None and not _timm_name(spec.init):  # names, never a path
         raise JobSpecError("init", f"starting checkpoint {spec.init!r} is not a checkpoint in "
-                                   f"{', '.join(str(d) for d in checkpoint_dirs())}")
+                                   f"{', '.join(str(d) for d in checkpoint_dirs())} nor a timm ViT name")
     if not isinstance(spec.data, str) or not spec.data.strip():
         raise JobSpecError("data", "no data set chosen")
     data = spec.data.strip()
@@ -383,9 +395,35 @@ def _config(spec: JobSpec, folder: Path) -> TrainConfig:
                   eval_images=spec.eval_images, eval_every=spec.eval_every, log_every=spec.log_every)
     if spec.task == "pretrain":
         return PretrainConfig(**common, model=spec.model)
-    if spec.init:  # a path: the same file whatever the job's environment
-        return FinetuneConfig(**common, init=str(find_checkpoint(spec.init).resolve()))
+    common.update(mode=spec.mode, train_blocks=spec.train_blocks, augment=spec.augment)
+    checkpoint = find_checkpoint(spec.init) if spec.init else None
+    if checkpoint is not None:  # a path: the same file whatever the job's environment
+        return FinetuneConfig(**common, init=str(checkpoint.resolve()))
+    if spec.init:  # a timm name
+        return FinetuneConfig(**common, init=spec.init)
     return FinetuneConfig(**common, model=spec.model)
+
+
+def start_image_size(init: str) -> Optional[int]:
+    """The input side a classifier checkpoint or a timm ViT was made for, which the Train view offers as the
+    fine-tune's image size; None for a jigsaw checkpoint (whose fine-tunes use a finer grid), random weights,
+    or a name that starts nothing."""
+    if not init:
+        return None
+    try:
+        start = describe_start(init)
+    except (ConfigError, ModelLoadError):
+        return None
+    size = start.architecture["img_size"]
+    return None if start.kind == "jigsaw" else int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def _timm_name(ref: str) -> bool:
+    """Whether ``ref`` names a timm model (``NAME`` or ``timm:NAME``): never a path."""
+    import timm
+
+    source, target = resolve(ref)
+    return source == "timm" and timm.is_model(str(target))
 
 
 def _command(spec: JobSpec, folder: Path) -> list[str]:

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_model_data_config
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
@@ -42,11 +42,14 @@ import vitviz
 from vitviz.checkpoints import save_checkpoint
 from vitviz.data import build_data, fixed_set
 from vitviz.jigsaw import key_keep_mask, shuffle_permutation
-from vitviz.models import create_vit, load_model
+from vitviz.models import create_vit
 
-from .accuracy import eval_permutations, evaluate_classifier, evaluate_jigsaw, normalize_images
-from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, init_sidecar, model_shape,
-                     resolve_device)
+from .accuracy import (class_report, classifier_logits, classifier_scores, eval_permutations, evaluate_jigsaw,
+                       normalize_images)
+from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, describe_start,
+                     model_shape, resolve_device)
+from .finetune import ProbeFeatures, TimmAugmented, set_trainable, timm_train_transform
+from .start import Start, run_architecture, start_weights
 
 __all__ = ["RunResult", "train"]
 
@@ -90,13 +93,32 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     eval_spec = config.eval_data or config.data
 
     # model: a timm VisionTransformer; jigsaw ones have no positional embedding and a jigsaw head
-    config, architecture, init_state = _architecture(config, train_data.num_classes)
+    config, architecture, start = _architecture(config, train_data.num_classes)
     grid = (config.image_size // config.patch_size,) * 2
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     vit = create_vit(architecture, jigsaw_grid=grid if jigsaw else None)
-    if init_state is not None:
-        _load_backbone(vit, init_state, config.init)
+    mean, std, data_config = MEAN, STD, resolve_model_data_config(vit)
+    if start is not None:  # its weights but the new parts; its normalisation and data config
+        mean, std, data_config = start_weights(start, vit)
     vit.to(device)
+
+    # what trains (fine-tunes): every weight, the last blocks and the head, or the head on frozen features
+    mode = "full" if jigsaw else config.mode
+    set_trainable(vit, mode, 0 if jigsaw else config.train_blocks)
+    probe = ProbeFeatures(vit, mean, std, config.batch_size) if mode == "probe" else None
+    if probe is not None:
+        if ddp:
+            raise ConfigError("--mode probe runs in one process, not under torchrun", "mode")
+        probe_images, probe_labels, _ = fixed_set(config.data, "train", config.image_size, config.probe_images,
+                                                  seed=config.seed)
+        probe_features, probe_labels = probe(probe_images), probe_labels.to(device)  # (n, D), (n,): computed once
+        augmentation = "none: the features of unaugmented training images, computed once"
+    elif not jigsaw and config.augment == "timm":
+        transform = timm_train_transform(data_config, config.image_size)
+        train_data = TimmAugmented(train_data, transform)
+        augmentation = f"timm: {transform}"
+    else:
+        augmentation = "device: the data set's own"
     optimizer = create_optimizer_v2(vit, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
                                     layer_decay=getattr(config, "layer_decay", 0.0) or None)
     scheduler = CosineLRScheduler(optimizer, t_initial=_SCHEDULE_UNITS, lr_min=config.min_lr,
@@ -130,11 +152,12 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             "kind": kind,
             "architecture": architecture,
             **({"jigsaw": {"grid": list(grid)}} if jigsaw else {}),
-            "normalization": {"mean": list(MEAN), "std": list(STD)},
+            "normalization": {"mean": list(mean), "std": list(std)},
             "class_names": list(train_data.class_names),
             "training": {
                 "command": list(command), "dataset": config.data, "eval_dataset": eval_spec, "steps": step,
-                "init": config.init if not jigsaw and config.init else None, "seed": config.seed,
+                "init": config.init if not jigsaw and config.init else None, "mode": mode,
+                "augmentation": augmentation.splitlines(), "seed": config.seed,
                 "world_size": world_size, "device": str(device), "elapsed_s": round(elapsed, 1),
                 "finished": finished, "config": asdict(config),
             },
@@ -142,16 +165,29 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             "code_version": _code_version(),
         }
 
-    eval_sets: dict[str, tuple] = {}
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def eval_set(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed evaluation images of ``split`` and their labels; a probe keeps their features instead."""
+        if split not in eval_sets:
+            images, labels, _ = fixed_set(eval_spec, split, config.image_size, config.eval_images, seed=config.seed)
+            eval_sets[split] = (images if probe is None else probe(images), labels)
+        return eval_sets[split]
+
+    @torch.no_grad()
+    def classify(model: nn.Module, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (n, C) on the CPU and labels (n,) of the evaluation set of ``split``."""
+        inputs, labels = eval_set(split)
+        if probe is not None:
+            return model.head(inputs).float().cpu(), labels
+        return classifier_logits(model, inputs, mean, std, config.batch_size), labels
 
     def evaluate(model: nn.Module, split: str) -> dict[str, float]:
-        if split not in eval_sets:
-            eval_sets[split] = fixed_set(eval_spec, split, config.image_size, config.eval_images, seed=config.seed)
-        images, labels, _ = eval_sets[split]
         if jigsaw:
+            images, _ = eval_set(split)
             permutations = eval_permutations(len(images), grid[0] * grid[1], config.seed)
-            return evaluate_jigsaw(model, images, permutations, MEAN, STD, config.batch_size)
-        return evaluate_classifier(model, images, labels, MEAN, STD, config.batch_size)
+            return evaluate_jigsaw(model, images, permutations, mean, std, config.batch_size)
+        return classifier_scores(*classify(model, split))
 
     score_key = "patch_acc_hungarian" if jigsaw else "accuracy"
     log = _MetricsLog(run_path / "metrics.jsonl", keep_until=step if config.resume else None) if master else None
@@ -199,10 +235,16 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             break
 
         # forward and backward
-        images, labels = train_data.sample(config.batch_size, rng)  # (B, 3, S, S) in [0, 1], (B,)
-        images = normalize_images(images, MEAN, STD)
+        if probe is None:
+            images, labels = train_data.sample(config.batch_size, rng)  # (B, 3, S, S) in [0, 1], (B,)
+            images = normalize_images(images, mean, std)
         with autocast:
-            if jigsaw:
+            if probe is not None:  # the head alone, on a batch of the frozen model's features
+                index = torch.randint(len(probe_labels), (config.batch_size,), generator=rng,
+                                      device=rng.device).to(device)
+                logits = vit.head(probe_features[index])  # (B, classes)
+                targets = probe_labels[index]
+            elif jigsaw:
                 permutation = shuffle_permutation(grid[0] * grid[1], rng, batch_size=config.batch_size).to(device)
                 key_mask = key_keep_mask(config.batch_size, vit.num_prefix_tokens, grid[0] * grid[1],
                                          config.key_drop, rng)
@@ -252,19 +294,28 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
         if not stop.requested:
             best = create_vit(architecture, jigsaw_grid=grid if jigsaw else None).to(device)
             best.load_state_dict(load_file(str(out_path), device=str(device)))
-            result.metrics = {split: evaluate(best, split) for split in (("train", "val") if jigsaw else ("val", "test"))}
+            report = None
+            if jigsaw:
+                result.metrics = {split: evaluate(best, split) for split in ("train", "val")}
+            else:  # each split's logits once: its scores, and for val each class's accuracy and the confusion matrix
+                outputs = {split: classify(best, split) for split in ("val", "test")}
+                result.metrics = {split: classifier_scores(*outputs[split]) for split in outputs}
+                report = {"split": "val", **class_report(*outputs["val"], train_data.class_names)}
             for split, metrics in result.metrics.items():
                 log.write({"step": step, "split": "final", "eval_split": split, **metrics})
-            save_checkpoint(best, out_path, sidecar(result.metrics, finished=True))
+            card = sidecar(result.metrics, finished=True)
+            if report is not None:
+                card["class_report"] = report
+            save_checkpoint(best, out_path, card)
         _print_summary(config, kind, result, run_path)
     if ddp:
         dist.destroy_process_group()
     return result
 
 
-def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, dict[str, Any], Optional[dict]]:
+def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, dict[str, Any], Optional[Start]]:
     """The timm VisionTransformer keys of this run, the config with its model size filled in, and
-    the backbone weights from ``--init`` (None without)."""
+    the model ``--init`` names (None without)."""
     if isinstance(config, PretrainConfig):
         shape = model_shape(config)
         architecture = dict(**shape, num_classes=0, class_token=True, global_pool="token", pos_embed="none")
@@ -274,19 +325,8 @@ def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, d
         shape = model_shape(config)
         architecture = dict(**shape, num_classes=num_classes, class_token=True, global_pool="token", pos_embed="learn")
         return replace(config, embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"]), architecture, None
-    path, sidecar = init_sidecar(config.init)  # check_config settled the size from it
-    architecture = {**sidecar["architecture"], **model_shape(config), "num_classes": num_classes,
-                    "global_pool": "token", "pos_embed": "learn"}
-    state = {k: v for k, v in load_model(path, device="cpu").state_dict().items() if not k.startswith("jigsaw_head.")}
-    return config, architecture, state
-
-
-def _load_backbone(vit: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Patch embedding, class token, blocks and norms from a jigsaw model; position table and head stay new."""
-    missing, unexpected = vit.load_state_dict(state, strict=False)
-    fresh = {"pos_embed", "head.weight", "head.bias"}
-    if unexpected or not set(missing) <= fresh:
-        raise ConfigError(f"--init {source} does not fit: missing {sorted(set(missing) - fresh)}, unexpected {unexpected}")
+    start = describe_start(config.init)  # check_config settled the size from it
+    return config, run_architecture(start, model_shape(config), num_classes), start
 
 
 def _reseed(rng: torch.Generator, seed: int, rank: int, step: int) -> None:

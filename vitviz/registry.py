@@ -35,6 +35,7 @@ __all__ = [
     "list_models",
     "model_version",
     "resolve",
+    "uploads_dir",
 ]
 
 MODELS_ENV = "VITVIZ_MODELS"
@@ -80,6 +81,11 @@ def jobs_root() -> Path:
 def jobs_models_dir(root: Optional[Path] = None) -> Path:
     """The folder training jobs publish their checkpoints to: ``<jobs root>/models``."""
     return (root or jobs_root()) / "models"
+
+
+def uploads_dir(root: Optional[Path] = None) -> Path:
+    """The folder of the data sets uploaded as zips (``vitviz.data.import_zip``): ``<jobs root>/uploads``."""
+    return (root or jobs_root()) / "uploads"
 
 
 def checkpoint_dirs() -> list[Path]:

@@ -12,6 +12,8 @@ all take their data from here. One module per source:
     digits       ``digits``
     cifar        ``cifar10``, ``cifar100``, ``data_root``
     folders      ``folder:PATH``, ``IMAGE_EXTENSIONS``
+    upload       ``upload:NAME``: ``import_zip`` (a zip of class folders), ``read_upload``, ``list_uploads``,
+                 ``delete_upload``, ``UploadedSet``
     mixtures     ``A:W+B:W``
     spec         the spec parser: ``build_data``, ``fixed_set``, ``check_spec``, ``describe_specs``
 
@@ -33,6 +35,8 @@ Data spec (the training ``--data`` option), one source or a weighted mixture:
     folder:PATH     a folder with one sub-folder of images per class (a bare path to an existing folder works
                     too); its train/ and val/ (and test/) sub-folders are the split when present, else a fixed
                     80/10/10 split per class; unreadable images are skipped and counted (``.skipped``, ``.notes``)
+    upload:NAME     a zip of class folders imported by ``import_zip`` into ``vitviz.registry.uploads_dir()``; a
+                    fixed, stratified 80/20 train/val split by the images' names (val is also the test split)
     A:W+B:W         a mixture: each batch item comes from part A or B with probability proportional to its
                     weight W (default 1), e.g. ``photos:1+procedural:1``; labeled only when every part has the
                     same classes (labels -1 otherwise); a folder path inside a mixture cannot contain "+"
@@ -58,6 +62,7 @@ from .cifar import data_root
 from .folders import IMAGE_EXTENSIONS
 from .shapes import SHAPES_CLASSES, shapes_item
 from .spec import SOURCES, build_data, check_spec, describe_specs, fixed_set
+from .upload import UploadedSet, delete_upload, import_zip, list_uploads, read_upload
 
 __all__ = [
     "DataError",
@@ -67,10 +72,15 @@ __all__ = [
     "SOURCES",
     "SPLITS",
     "Split",
+    "UploadedSet",
     "build_data",
     "check_spec",
     "data_root",
+    "delete_upload",
     "describe_specs",
     "fixed_set",
+    "import_zip",
+    "list_uploads",
+    "read_upload",
     "shapes_item",
 ]

@@ -71,13 +71,14 @@ class _FolderImages:
     images: Tensor  # (N, 3, S, S) uint8
     labels: np.ndarray  # (N,) int64
     skipped: tuple[tuple[Path, str], ...]  # unreadable files and why
+    paths: tuple[Path, ...] = ()  # the file of each row
 
 
 def _read_folder(files: dict[str, list[Path]], class_names: Sequence[str], image_size: int) -> _FolderImages:
     from ..images import ImageLoadError, fit_to_model, load_image
 
     arrays = [np.zeros((image_size, image_size, 3), dtype=np.uint8)]  # keeps np.stack valid; dropped below
-    labels, skipped = [], []
+    labels, skipped, read = [], [], []
     for name, paths in files.items():
         for path in paths:
             try:
@@ -87,8 +88,9 @@ def _read_folder(files: dict[str, list[Path]], class_names: Sequence[str], image
                 continue
             arrays.append(np.asarray(image, dtype=np.uint8))  # (S, S, 3)
             labels.append(class_names.index(name))
+            read.append(path)
     images = torch.from_numpy(np.stack(arrays)[1:]).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
-    return _FolderImages(images, np.asarray(labels, dtype=np.int64), tuple(skipped))
+    return _FolderImages(images, np.asarray(labels, dtype=np.int64), tuple(skipped), tuple(read))
 
 
 def _split_files(path: Path) -> tuple[tuple[str, ...], dict[str, dict[str, list[Path]]]]:

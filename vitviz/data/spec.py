@@ -26,16 +26,19 @@ from .mixtures import _Mixture
 from .photos import _Photos
 from .procedural import _Procedural
 from .shapes import SHAPES_CLASSES, _Shapes, _shapes_items
+from .upload import _upload, read_upload
 
 __all__ = ["SOURCES", "build_data", "check_spec", "describe_specs", "fixed_set"]
 
-SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder")
+SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "upload", "folder")
+# What an unknown or empty spec is told to choose from.
+_CHOICES = "photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, upload:NAME"
 
 
 @dataclass(frozen=True)
 class _Part:
     source: str  # one of SOURCES
-    path: str  # for "folder"
+    path: str  # the folder of "folder", the set's name for "upload"
     weight: float
 
 
@@ -69,19 +72,25 @@ def _parse_part(part: str) -> _Part:
         if not rest:
             raise DataError("'folder:' needs a path after it, e.g. folder:~/pictures/pets.")
         return _Part("folder", rest, 1.0)
+    if part.startswith("upload:"):
+        rest = part[len("upload:"):]
+        head, sep, tail = rest.rpartition(":")  # a set's name holds no ':'
+        if not (head if sep else rest):
+            raise DataError("'upload:' needs the name of an uploaded data set after it, e.g. upload:pets.")
+        return _Part("upload", head, _parse_weight(tail, part)) if sep else _Part("upload", rest, 1.0)
     name, sep, weight_text = part.partition(":")
-    if name in SOURCES and name != "folder":
+    if name in SOURCES and name not in ("folder", "upload"):
         return _Part(name, "", _parse_weight(weight_text, part) if sep else 1.0)
     if Path(part).expanduser().is_dir() or _looks_like_path(part):
         return _Part("folder", part, 1.0)
-    raise DataError(f"Unknown data source {name!r}; choose from {', '.join(SOURCES[:-1])}, folder:PATH, "
-                    f"or a mixture such as photos:1+procedural:1.")
+    raise DataError(f"Unknown data source {name!r}; choose from {_CHOICES}, or a mixture such as "
+                    "photos:1+procedural:1.")
 
 
 def _parse(spec: str) -> list[_Part]:
     if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"The data spec is empty ({spec!r}); choose from {', '.join(SOURCES[:-1])}, folder:PATH, "
-                        f"or a mixture such as photos:1+procedural:1.")
+        raise DataError(f"The data spec is empty ({spec!r}); choose from {_CHOICES}, or a mixture such as "
+                        "photos:1+procedural:1.")
     spec = spec.strip()
     # A folder is taken whole first: its path may contain '+' or ':'.
     whole = spec[len("folder:"):] if spec.startswith("folder:") else spec
@@ -101,11 +110,13 @@ def _build_part(part: _Part, split: str, image_size: int, seed: int, device: tor
         return _digits(split, image_size, device)
     if part.source in _CIFAR:
         return _cifar(part.source, split, image_size, device)
+    if part.source == "upload":
+        return _upload(part.path, split, image_size, device)
     return _folder(part.path, split, image_size, device)
 
 
 def _part_name(part: _Part) -> str:
-    return f"folder:{part.path}" if part.source == "folder" else part.source
+    return f"{part.source}:{part.path}" if part.source in ("folder", "upload") else part.source
 
 
 def build_data(spec: str, split: Split, image_size: int, *, seed: int = 0,
@@ -195,7 +206,8 @@ def check_spec(spec: str, *, labeled: bool = False) -> str:
         unlabeled = [name for name, key in checked if key == ()]
         if unlabeled and len(parts) == 1:
             raise DataError(f"The data {names[0]!r} has no labels to fine-tune on; choose shapes, digits, cifar10, "
-                            f"cifar100 or folder:PATH (one sub-folder of images per class).")
+                            "cifar100, folder:PATH (one sub-folder of images per class) or upload:NAME (a zip of "
+                            "class folders you uploaded).")
         if unlabeled:
             raise DataError(f"The mixture {spec.strip()!r} has no labels to fine-tune on: its part {unlabeled[0]!r} "
                             f"is unlabeled.")
@@ -226,6 +238,8 @@ def _check_part(part: _Part) -> tuple[str, Union[tuple[str, ...], str]]:
     if part.source in _CIFAR:
         _cifar_root(part.source)
         return part.source, part.source
+    if part.source == "upload":
+        return f"upload:{part.path}", read_upload(part.path).class_names
     root, class_names = _folder_classes(part.path)
     return f"folder:{root}", class_names
 
@@ -237,7 +251,9 @@ def _weight_text(weight: float) -> str:
 
 def describe_specs() -> str:
     """The data spec grammar, for ``--help``."""
+    from ..registry import uploads_dir
     from ..samples import HELD_OUT_PHOTOS, TRAIN_PHOTOS
+    from .upload import VAL_FRACTION
 
     return (
         "Data: one source, or a weighted mixture A:W+B:W.\n"
@@ -250,5 +266,8 @@ def describe_specs() -> str:
         f"  cifar10, cifar100   torchvision's CIFAR from {data_root()} ($VITVIZ_DATA); never downloaded here\n"
         "  folder:PATH  one sub-folder of images per class (or just PATH); train/ and val/ sub-folders are "
         "used as the split when present, else a fixed 80/10/10 split\n"
+        "  upload:NAME  a zip of class folders uploaded in the app's Train view (vitviz.data.import_zip), kept in "
+        f"{uploads_dir()}; a fixed, stratified {1 - VAL_FRACTION:.0%}/{VAL_FRACTION:.0%} train/val split (val is "
+        "also the test split)\n"
         "  A:W+B:W      each item from A or B with probability proportional to W, e.g. photos:1+procedural:1"
     )

@@ -9,6 +9,7 @@ One module per view of the app, every public name re-exported here
     attention     a map over the image, one per head, a patch mask, attention distance, top predictions
     jigsaw        puzzle panels, placement confidence, the decoders' scores, the reassembly animation
     train         a run's curves, two models' attention side by side
+    finetune      a fine-tune's accuracy per class and its confusion matrix
     attributions  every method's map on one scale, deletion and insertion curves
     trust         model randomisation, scores beside the baselines, ROAD curves, the agreement matrix
     _common       the chart config and what the figures share: patch markers, outlines, image axes
@@ -21,6 +22,7 @@ from .jigsaw import confidence_overlay, jigsaw_scores, patch_panels, reassembly_
 from .patches import embedding_filters, image_with_grid, patch_vector, token_sequence
 from .positions import similarity_grid, similarity_map
 from .train import attention_comparison, training_curves
+from .finetune import class_accuracy
 from .trust import agreement_matrix, baseline_comparison, randomisation_curves, removal_curves
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "patch_panels", "confidence_overlay", "jigsaw_scores", "reassembly_animation",
     # train
     "training_curves", "attention_comparison",
+    # finetune
+    "class_accuracy",
     # attributions
     "attribution_panels", "faithfulness_curves",
     # trust
