@@ -12,6 +12,7 @@ page = st.navigation([
     st.Page("pages/positions.py", title="Positions", icon=":material/place:"),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/attributions.py", title="Attributions", icon=":material/insights:"),
+    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
     st.Page("pages/jigsaw.py", title="Jigsaw", icon=":material/extension:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ])

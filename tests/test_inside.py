@@ -13,6 +13,7 @@ from timm.models.vision_transformer import ParallelScalingBlock, ResPostBlock, V
 from vitviz.attention import capture
 from vitviz.inside import (
     TokenStats,
+    class_attention,
     foreground_mask,
     head_knockout,
     head_knockout_effects,
@@ -266,20 +267,27 @@ def test_norm_outliers_follow_median_plus_k_robust_deviations():
     assert expected[0, 7] and expected[2, 3] and expected[2, 30] and expected.sum() == 3
 
 
-def test_outlier_share_is_the_class_tokens_attention_in_the_next_block():
+def test_class_attention_rows_and_the_outlier_share_in_the_next_block():
     g = torch.Generator().manual_seed(0)
     attentions = [torch.randn(2, 3, 6, 6, generator=g).softmax(dim=-1) for _ in range(3)]
+    rows = class_attention(attentions)
+    assert rows.shape == (2, 3, 3, 6)
+    assert torch.equal(rows[1, 2, 0], attentions[2][1, 0, 0])
+    no_class = class_attention(attentions, num_prefix_tokens=2, has_class_token=False)
+    assert torch.allclose(no_class[0, 1, 2], attentions[1][0, 2, 2:].mean(dim=0))
+
     outliers = torch.zeros(2, 3, 6, dtype=torch.bool)
     outliers[0, 0, [2, 4]] = True
     outliers[1, 1, 5] = True
     outliers[1, 2, 1] = True  # after the last block: no block reads it
-    share = outlier_attention_share(attentions, outliers)
+    share = outlier_attention_share(rows.mean(dim=2), outliers)
     assert share.shape == (2, 2)
+    # flagged after block 0, read by block 1; flagged after block 1, read by block 2
     assert share[0, 0] == pytest.approx((attentions[1][0, :, 0, 2] + attentions[1][0, :, 0, 4]).mean().item(), abs=1e-6)
     assert share[1, 1] == pytest.approx(attentions[2][1, :, 0, 5].mean().item(), abs=1e-6)
     assert share[0, 1] == 0 and share[1, 0] == 0
-    no_class = outlier_attention_share(attentions, outliers, num_prefix_tokens=1, has_class_token=False)
-    assert no_class[1, 1] == pytest.approx(attentions[2][1, :, 1:, 5].mean().item(), abs=1e-6)
+    with pytest.raises(ValueError, match="class token"):
+        class_attention(attentions, num_prefix_tokens=0)
 
 
 # --- head knock-out ---------------------------------------------------------------------------------------------

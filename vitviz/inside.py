@@ -17,6 +17,7 @@ run the model take model-ready ``images`` ``[B, 3, H, W]`` (normalised, checked 
     foreground_mask       the first component thresholded
     token_norms           ``||x_l[i]||`` for every token after every block (Darcet et al. 2024)
     norm_outliers         tokens whose norm is above median + k robust standard deviations
+    class_attention       each head's class-token attention row in every block, prefix tokens included
     outlier_attention_share   the share of the class token's attention the flagged tokens receive
     head_knockout         the target's probability change when one head at a time is silenced: ``[L, H]``
     head_knockout_effects the same with the logit change and the intact values
@@ -48,6 +49,7 @@ __all__ = [
     "Knockout",
     "KnockoutMode",
     "TokenStats",
+    "class_attention",
     "foreground_mask",
     "head_knockout",
     "head_knockout_effects",
@@ -243,8 +245,7 @@ class TokenStats:
         """The mean ``[D]`` and the first k principal axes ``[k, D]`` (rows, unit length, largest variance first)."""
         mean = self.total / self.count
         covariance = self.scatter / self.count - torch.outer(mean, mean)  # (D, D)
-        _, vectors = torch.linalg.eigh(covariance)  # eigenvalues ascending
-        return mean, vectors[:, -k:].flip(-1).T
+        return mean, _top_eigenvectors(covariance, k).T
 
 
 def token_pca(tokens: torch.Tensor, k: int = 3, fit_on: Optional[Union[torch.Tensor, TokenStats]] = None) -> torch.Tensor:
@@ -259,9 +260,8 @@ def token_pca(tokens: torch.Tensor, k: int = 3, fit_on: Optional[Union[torch.Ten
     Args:
         tokens: ``[N, D]``, e.g. one image's patch tokens after block l.
         k: the number of components, 1 <= k <= D.
-        fit_on: what the mean and axes are fitted on: None for ``tokens`` themselves (SVD of the
-            centred tokens), more tokens ``[M, D]``, or their ``TokenStats`` (covariance eigenvectors),
-            e.g. this image and the sample photos together.
+        fit_on: what the mean and axes are fitted on: None for ``tokens`` themselves, more tokens
+            ``[M, D]``, or their ``TokenStats``, e.g. this image and the sample photos together.
 
     Returns:
         ``[N, k]`` in [0, 1]; a component constant over ``tokens`` is 0.
@@ -283,9 +283,7 @@ def token_pca(tokens: torch.Tensor, k: int = 3, fit_on: Optional[Union[torch.Ten
         fit = x if fit_on is None else fit_on.detach().double().cpu()
         if fit.ndim != 2 or fit.shape[1] != dim or fit.shape[0] < k:
             raise ValueError(f"fit_on must be at least {k} tokens [M, {dim}], got shape {tuple(fit.shape)}")
-        mean = fit.mean(dim=0)
-        _, _, vh = torch.linalg.svd(fit - mean, full_matrices=False)  # rows of vh: axes, largest first
-        axes = vh[:k]
+        mean, axes = _principal_axes(fit, k)
     largest = axes.abs().argmax(dim=1, keepdim=True)
     axes = axes * axes.gather(1, largest).sign()  # (k, D), each axis's largest coordinate positive
     projected = (x - mean) @ axes.T  # (N, k)
@@ -293,6 +291,23 @@ def token_pca(tokens: torch.Tensor, k: int = 3, fit_on: Optional[Union[torch.Ten
     span = high - low
     scaled = (projected - low) / torch.where(span > 0, span, torch.ones_like(span))
     return scaled.float()
+
+
+def _principal_axes(fit: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean ``[D]`` and first k principal axes ``[k, D]`` of float64 tokens ``[M, D]``."""
+    count, dim = fit.shape
+    if count > dim:
+        return TokenStats.of(fit).principal_axes(k)
+    mean = fit.mean(dim=0)
+    centred = fit - mean  # (M, D)
+    axes = (centred.T @ _top_eigenvectors(centred @ centred.T, k)).T  # (k, D) from the (M, M) Gram matrix: X^T u = s v
+    return mean, axes / axes.norm(dim=1, keepdim=True).clamp_min(torch.finfo(axes.dtype).tiny)
+
+
+def _top_eigenvectors(symmetric: torch.Tensor, k: int) -> torch.Tensor:
+    """The eigenvectors ``[n, k]`` of the k largest eigenvalues of a symmetric ``[n, n]``, largest first."""
+    _, vectors = torch.linalg.eigh(symmetric)  # eigenvalues ascending
+    return vectors[:, -k:].flip(-1)
 
 
 def foreground_mask(component: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -361,36 +376,49 @@ def norm_outliers(norms: torch.Tensor, k: float = 4.0) -> torch.Tensor:
     return values > median + k * MAD_TO_SIGMA * mad
 
 
-def outlier_attention_share(attentions: Sequence[torch.Tensor], outliers: torch.Tensor, num_prefix_tokens: int = 1,
-                            has_class_token: bool = True) -> torch.Tensor:
-    """How much of the class token's attention the flagged tokens receive, in the block that reads them.
-
-    The tokens after block l are the keys of block l+1, so the share for layer l is
-    ``sum over flagged i of mean_h attn_{l+1}[q, i]``, with q the class token (for a model with no class
-    token, the mean over the patch queries). There is no entry for the last layer: no block reads it.
+def class_attention(attentions: Sequence[torch.Tensor], num_prefix_tokens: int = 1,
+                    has_class_token: bool = True) -> torch.Tensor:
+    """Each head's attention row of the class token in every block, over every token (prefix tokens included).
 
     Args:
         attentions: L attentions ``[B, H, N, N]``.
-        outliers: bool ``[B, L, N]``, e.g. ``norm_outliers(token_norms(...))``.
         num_prefix_tokens: P.
-        has_class_token: whether token 0 is a class token.
+        has_class_token: whether token 0 is a class token; if not, the mean of the patch queries' rows.
+
+    Returns:
+        ``[B, L, H, N]``, each row summing to 1.
+    """
+    layers = list(attentions)
+    if not layers or any(a.ndim != 4 or a.shape != layers[0].shape or a.shape[-1] != a.shape[-2] for a in layers):
+        raise ValueError(f"expected L attentions [B, H, N, N], got shapes {[tuple(a.shape) for a in layers]}")
+    num_tokens = layers[0].shape[-1]
+    if not 0 <= num_prefix_tokens < num_tokens or (has_class_token and num_prefix_tokens == 0):
+        raise ValueError(f"{num_prefix_tokens} prefix tokens (class token: {has_class_token}) do not fit {num_tokens} tokens")
+    # rows are taken before stacking: the whole stack would be L x H x N x N numbers
+    rows = [a[:, :, 0] if has_class_token else a[:, :, num_prefix_tokens:].mean(dim=-2) for a in layers]  # L x (B, H, N)
+    return torch.stack(rows, dim=1)
+
+
+def outlier_attention_share(class_rows: torch.Tensor, outliers: torch.Tensor) -> torch.Tensor:
+    """How much of the class token's attention the flagged tokens receive, in the block that reads them.
+
+    The tokens after block l are the keys of block l+1, so the share for layer l is the class token's
+    attention in block l+1 (mean over heads) summed over the tokens flagged after block l. There is no
+    entry for the last layer: no block reads it.
+
+    Args:
+        class_rows: ``[B, L, N]``, the class token's attention in each block, mean over heads
+            (``class_attention(...).mean(dim=2)``).
+        outliers: bool ``[B, L, N]``, e.g. ``norm_outliers(token_norms(...))``.
 
     Returns:
         ``[B, L-1]`` in [0, 1].
     """
-    stack = torch.stack(list(attentions)) if not isinstance(attentions, torch.Tensor) else attentions  # (L, B, H, N, N)
-    if stack.ndim != 5:
-        raise ValueError(f"expected L attentions [B, H, N, N], got shape {tuple(stack.shape)} once stacked")
-    depth, batch, _, num_tokens, _ = stack.shape
-    if outliers.shape != (batch, depth, num_tokens):
-        raise ValueError(f"outliers {tuple(outliers.shape)} do not match attentions: expected {(batch, depth, num_tokens)}")
-    fused = stack[1:].float().mean(dim=2)  # (L-1, B, N, N): blocks 1..L-1
-    if has_class_token:
-        rows = fused[..., 0, :]  # (L-1, B, N)
-    else:
-        rows = fused[..., num_prefix_tokens:, :].mean(dim=-2)
-    flagged = outliers[:, :-1].transpose(0, 1).to(rows.device, rows.dtype)  # (L-1, B, N): flags after blocks 0..L-2
-    return (rows * flagged).sum(dim=-1).transpose(0, 1)  # (B, L-1)
+    if class_rows.ndim != 3 or outliers.shape != class_rows.shape:
+        raise ValueError(f"expected class attention rows and outliers of one shape [B, L, N], got "
+                         f"{tuple(class_rows.shape)} and {tuple(outliers.shape)}")
+    flagged = outliers[:, :-1].to(class_rows.device, class_rows.dtype)  # flags after blocks 0..L-2
+    return (class_rows[:, 1:].float() * flagged).sum(dim=-1)  # read by blocks 1..L-1
 
 
 @dataclass(frozen=True)

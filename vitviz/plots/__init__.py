@@ -10,6 +10,7 @@ One module per view of the app, every public name re-exported here
     jigsaw        puzzle panels, placement confidence, the decoders' scores, the reassembly animation
     train         a run's curves, two models' attention side by side
     attributions  every method's map on one scale, deletion and insertion curves
+    layers        the logit lens, patch tokens as colour, token norms, flow against rollout, head knock-outs
     _common       the chart config and what the figures share: patch markers, outlines, image axes
 """
 
@@ -17,6 +18,8 @@ from ._common import PLOTLY_CONFIG
 from .attention import attention_distance, attention_overlay, head_grid, mask_overlay, predictions
 from .attributions import attribution_panels, faithfulness_curves
 from .jigsaw import confidence_overlay, jigsaw_scores, patch_panels, reassembly_animation
+from .layers import (flow_against_rollout, knockout_map, lens_curves, norm_map, norm_profile, norms_by_depth,
+                     patch_classes, settling_map, token_colours)
 from .patches import embedding_filters, image_with_grid, patch_vector, token_sequence
 from .positions import similarity_grid, similarity_map
 from .train import attention_comparison, training_curves
@@ -35,4 +38,7 @@ __all__ = [
     "training_curves", "attention_comparison",
     # attributions
     "attribution_panels", "faithfulness_curves",
+    # layers
+    "lens_curves", "patch_classes", "settling_map", "token_colours", "norms_by_depth", "norm_map", "norm_profile",
+    "flow_against_rollout", "knockout_map",
 ]
