@@ -85,15 +85,14 @@ def _every_percent(bar, what: str) -> Callable[[float], None]:
     return update
 
 
-def layer_controls(card: ModelCard) -> int:
-    """The block (0-based) every per-block figure reads; a click on the knock-out map moves it there."""
+def layer_controls(card: ModelCard, head_key: str) -> int:
+    """The block (0-based) every per-block figure reads; a click on the knock-out map moves it there and picks
+    the head (1-based) kept under ``head_key``."""
     if "lay_layer" not in st.session_state or st.session_state.lay_layer > card.depth:
         st.session_state.lay_layer = card.depth
-    if st.session_state.get("lay_head", 1) > card.num_heads:
-        st.session_state.lay_head = 1
     if "lay_pending" in st.session_state:  # a click on the knock-out map, applied before the widgets exist
         layer, head = st.session_state.pop("lay_pending")
-        st.session_state.lay_layer, st.session_state.lay_head = layer + 1, head + 1
+        st.session_state.lay_layer, st.session_state[head_key] = layer + 1, head + 1
     return st.slider("Block", 1, card.depth, key="lay_layer",
                      help="Every map below that shows one depth reads the tokens after this block.") - 1
 
@@ -116,7 +115,8 @@ record = cached_record(model, ctx.model_key, ctx.image_key, ctx.inputs)
 st.caption(f"{ctx.image_label}: {depth} blocks of {heads} heads over {prefix} prefix token(s) "
            f"({', '.join(card.prefix_labels) or 'none'}) and {gh}x{gw} patches. One forward pass keeps the "
            "residual stream after every block; each section reads it at the block chosen here.")
-layer = layer_controls(card)
+head_key = f"lay_head_{ctx.model_key}"  # one head box per model: its options are that model's heads
+layer = layer_controls(card, head_key)
 
 # --- logit lens ----------------------------------------------------------------------------------------------
 st.subheader("Logit lens: the prediction, block by block")
@@ -238,9 +238,9 @@ if run_flow:
     flow = cached_flow(model, ctx.model_key, ctx.image_key, ctx.inputs)
     correlation = inside.rank_correlation(flow, rollout_map)
     with f1:
+        title = "Attention flow to the class token" if card.has_class_token else "Attention flow to the patch tokens (mean)"
         ui.show_figure(plots.attention_overlay(image, flow, card.patch_size, colorbar_title="flow",
-                                               title="Attention flow to the class token" if card.has_class_token
-                                               else "Attention flow to the patch tokens (mean)"),
+                                               title=f"{title}: from {flow.min():.2f} to {flow.max():.2f}"),
                        "attention-flow", {"flow": flow})
     ui.show_figure(plots.flow_against_rollout(flow, rollout_map, correlation), "flow-against-rollout",
                    {"flow": flow, "rollout": rollout_map, "spearman": correlation})
@@ -255,9 +255,11 @@ if card.num_classes:
                "its mean over the patches) and the rest of the network run on: red cells lower the class's probability "
                "when removed (the head supports it), blue ones raise it. Click a cell to see that head's attention.")
     probability = record["lens"][-1]  # (C,): the model's own prediction
-    ui.context.forget_on_new_input(ctx, "lay_class")
     k1, k2 = st.columns(2)
-    target = k1.selectbox("Class", probability.argsort(descending=True).tolist(), key="lay_class",
+    # keyed by the input: a new model or image starts again from its top prediction (and the browser redraws the
+    # box, which a reused key with new options would leave showing the old choice)
+    target = k1.selectbox("Class", probability.argsort(descending=True).tolist(),
+                          key=f"lay_class_{ctx.model_key}_{ctx.image_key}",
                           format_func=lambda c: f"{short(card.class_names[c])} ({c}), p = {probability[c]:.1%}")
     mode = k2.radio("Knock a head out by", list(MODES), format_func=MODES.get, key="lay_mode", horizontal=True)
     run_knockout = depth * heads <= KNOCKOUT_AUTO or st.toggle(
@@ -265,7 +267,7 @@ if card.num_classes:
         "once per model, image, class and mode)", key=f"lay_knockout_{ctx.model_key}")
     if run_knockout:
         knockout = cached_knockout(model, ctx.model_key, ctx.image_key, int(target), mode, ctx.inputs)
-        head = st.session_state.get("lay_head", 1) - 1
+        head = st.session_state.get(head_key, 1) - 1
         g1, g2 = st.columns(2)
         with g1:
             event = ui.show_figure(
@@ -279,7 +281,7 @@ if card.num_classes:
                 st.session_state.lay_pending = divmod(clicked, heads)
                 st.rerun()
         with g2:
-            st.selectbox("Head", range(1, heads + 1), key="lay_head", format_func=lambda h: f"head {h}")
+            st.selectbox("Head", range(1, heads + 1), key=head_key, format_func=lambda h: f"head {h}")
             head_map = class_rows[layer, head, prefix:].reshape(gh, gw)
             query = "the class token" if card.has_class_token else "the patch queries (mean)"
             ui.show_figure(plots.attention_overlay(image, head_map, card.patch_size, height=400,

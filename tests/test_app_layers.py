@@ -103,7 +103,8 @@ def test_a_click_on_the_knockout_map_shows_that_blocks_and_heads_attention():
     at.session_state["lay_pending"] = (1, 2)  # what a click on block 2, head 3 stores
     at.run()
     assert not at.exception
-    assert at.slider(key="lay_layer").value == 2 and at.selectbox(key="lay_head").value == 3
+    head_box = next(box for box in at.selectbox if box.label == "Head")
+    assert at.slider(key="lay_layer").value == 2 and head_box.value == 3
     model = load_model("starter-shapes", device="cpu")
     _, attentions = capture(model, model_input(load_sample("coffee"), model))
     expected = attentions[1][0, 2, 0, 1:].reshape(8, 8).double()

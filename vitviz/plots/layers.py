@@ -196,7 +196,8 @@ def norm_profile(counts: torch.Tensor, share: torch.Tensor, height: int = 320) -
     fig.update_layout(title="Outliers per block, and the attention they draw", height=height,
                       margin=dict(l=0, r=0, t=40, b=0), xaxis=dict(title="after block", dtick=1),
                       yaxis=dict(title="outlier tokens", rangemode="tozero"),
-                      yaxis2=dict(title="share of attention", overlaying="y", side="right", range=[0, 1], tickformat=".0%"),
+                      yaxis2=dict(title="share of attention", overlaying="y", side="right", range=[0, 1], dtick=0.25,
+                                  tickformat=".0%", showgrid=False),
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
