@@ -32,10 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import add_options, clock_and_devices, interleaved_medians, models_to_time, timer  # noqa: E402
 from vitviz import inside  # noqa: E402
 from vitviz.attention import attention_flow, capture  # noqa: E402
-from vitviz.models import load_model  # noqa: E402
-from vitviz.registry import BUNDLED_MODELS_DIR  # noqa: E402
 
 STARTERS = ("starter-shapes", "starter-shapes-scratch", "starter-jigsaw")
 INSIDE_AIM, KNOCKOUT_AIM_S, FLOW_AIM_S = 1.3, 15.0, 2.0
@@ -57,18 +56,6 @@ def read_everything(model: torch.nn.Module, images: torch.Tensor, pca_blocks: st
     inside.outlier_attention_share(rows.mean(dim=2), outliers)
 
 
-def _synchronised(device: torch.device, clock: Callable[[], float]) -> Callable[[Callable[[], object]], float]:
-    def run(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = clock()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return clock() - start
-    return run
-
-
 def bench_inside(model: torch.nn.Module, images: torch.Tensor, device: torch.device, repeats: int,
                  clock: Callable[[], float]) -> dict[str, float]:
     def forward() -> None:
@@ -77,21 +64,13 @@ def bench_inside(model: torch.nn.Module, images: torch.Tensor, device: torch.dev
 
     methods = {"forward": forward, "inside": lambda: read_everything(model, images),
                "every": lambda: read_everything(model, images, "every")}
-    timed = _synchronised(device, clock)
-    for fn in methods.values():
-        fn()
-    samples: dict[str, list[float]] = {key: [] for key in methods}
-    for _ in range(repeats):
-        for key, fn in methods.items():
-            samples[key].append(timed(fn))
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return interleaved_medians(methods, timer(device, clock), repeats)
 
 
 def bench_knockout(model: torch.nn.Module, images: torch.Tensor, device: torch.device, repeats: int,
                    clock: Callable[[], float]) -> dict[str, float]:
     """Median seconds (chosen clock and wall) of all knock-outs, and of a forward pass timed beside each."""
-    timed = _synchronised(device, clock)
-    walled = _synchronised(device, time.perf_counter)
+    timed = timer(device, clock)
 
     def forward() -> None:
         with torch.no_grad():
@@ -120,30 +99,17 @@ def bench_flow(model: torch.nn.Module, images: torch.Tensor, repeats: int, clock
     return {"flow": statistics.median(times), "wall": statistics.median(walls)}
 
 
-def _models() -> list[tuple[str, Callable[[], torch.nn.Module]]]:
-    models = [("vit_base_patch16_224", lambda: load_model("vit_base_patch16_224", device="cpu"))]
-    for name in STARTERS:
-        if (BUNDLED_MODELS_DIR / f"{name}.safetensors").exists():
-            models.append((name, lambda name=name: load_model(name, device="cpu")))
-        else:
-            print(f"note: {BUNDLED_MODELS_DIR / name}.safetensors is not there; skipped")
-    return models
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of the forward and the readings (median)")
     parser.add_argument("--knockout-repeats", type=int, default=3, help="timed runs of all knock-outs (median)")
-    parser.add_argument("--device", action="append", help="cpu, cuda, ... (default: cpu, and cuda when available)")
-    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
-                        help="process: CPU time of this process, steadier than wall time on a machine shared with other jobs")
+    add_options(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    devices = [torch.device(d) for d in (args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])]
-    models = [(name, build()) for name, build in _models()]
+    clock, devices = clock_and_devices(args)
+    models = [(name, build()) for name, build in models_to_time(STARTERS)]
 
     print(f"{'model':<24} {'device':<6} {'forward ms':>10} {'lens+PCA+norms ms':>17} {'ratio':>6} "
           f"{'PCA of every block':>18} {'ratio':>6}   (aim <= {INSIDE_AIM})")

@@ -49,6 +49,11 @@ def tiny_vit(distilled=False, **overrides) -> VisionTransformer:
     return model
 
 
+def model_named(name) -> VisionTransformer:
+    """One of SHAPES, or a distilled DeiT ("distilled")."""
+    return tiny_vit(distilled=True) if name == "distilled" else tiny_vit(**SHAPES[name])
+
+
 def images_for(model, batch=1, seed=0):
     h, w = model.patch_embed.img_size
     return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
@@ -124,13 +129,20 @@ def hand_head(model, tokens):
 
 # --- one recorded forward ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [*SHAPES, "distilled"])
-def test_recorded_tokens_output_and_attention_are_the_models(name):
-    model = tiny_vit(distilled=True) if name == "distilled" else tiny_vit(**SHAPES[name])
+def hand_case(name):
+    """A model of SHAPES (or "distilled"), two images, and their residual stream and logits from the hand forward."""
+    model = model_named(name)
     x = images_for(model, batch=2)
-    record = record_blocks(model, x)
     with torch.no_grad():
         states, logits = hand_states(model, x)
+    return model, x, states, logits
+
+
+@pytest.mark.parametrize("name", [*SHAPES, "distilled"])
+def test_recorded_tokens_output_and_attention_are_the_models(name):
+    model, x, states, logits = hand_case(name)
+    record = record_blocks(model, x)
+    with torch.no_grad():
         assert torch.allclose(record.output, model(x), atol=1e-5)
     assert torch.allclose(record.output, logits, atol=1e-4)
     assert record.tokens.shape == (2, 3, model.num_prefix_tokens + 16, 32)
@@ -143,11 +155,9 @@ def test_recorded_tokens_output_and_attention_are_the_models(name):
 
 @pytest.mark.parametrize("name", [*SHAPES, "distilled"])
 def test_logit_lens_reads_every_block_as_the_head_reads_the_last(name):
-    model = tiny_vit(distilled=True) if name == "distilled" else tiny_vit(**SHAPES[name])
-    x = images_for(model, batch=2)
+    model, x, states, logits = hand_case(name)
     lens = logit_lens(model, x)
     with torch.no_grad():
-        states, logits = hand_states(model, x)
         expected = torch.stack([hand_head(model, states[:, layer]) for layer in range(3)], dim=1).softmax(dim=-1)
     assert lens.shape == (2, 3, 5)
     assert torch.allclose(lens, expected, atol=1e-5)
@@ -157,11 +167,9 @@ def test_logit_lens_reads_every_block_as_the_head_reads_the_last(name):
 
 @pytest.mark.parametrize("name", ["class token", "avg pool, no class token", "class token + 2 registers", "distilled"])
 def test_patch_lens_reads_each_patch_token_with_the_head(name):
-    model = tiny_vit(distilled=True) if name == "distilled" else tiny_vit(**SHAPES[name])
-    x = images_for(model, batch=2)
+    model, x, states, _ = hand_case(name)
     classes, probabilities = patch_lens(model, record_blocks(model, x).tokens)
     with torch.no_grad():
-        states, _ = hand_states(model, x)
         patches = model.norm(states[:, :, model.num_prefix_tokens:])  # (B, L, 16, D)
         if name == "distilled":
             logits = (model.head(patches) + model.head_dist(patches)) / 2
@@ -310,7 +318,7 @@ def hand_knockout(model, x, target, mode):
 @pytest.mark.parametrize("name", [*SHAPES, "distilled"])
 @pytest.mark.parametrize("mode", ["zero", "mean"])
 def test_knockout_equals_a_hand_written_forward_with_the_heads_slice_edited(name, mode):
-    model = tiny_vit(distilled=True) if name == "distilled" else tiny_vit(**SHAPES[name])
+    model = model_named(name)
     x = images_for(model, seed=1)
     effects = head_knockout_effects(model, x, 2, mode)
     expected, expected_logit = hand_knockout(model, x, 2, mode)
