@@ -22,6 +22,7 @@ page = st.navigation([
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/attributions.py", title="Attributions", icon=":material/insights:"),
     st.Page("pages/trust.py", title="Trust", icon=":material/verified:"),
+    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
     st.Page("pages/jigsaw.py", title="Jigsaw", icon=":material/extension:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ])

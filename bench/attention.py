@@ -26,25 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import add_options, clock_and_devices, interleaved_medians, models_to_time, timer  # noqa: E402
 from vitviz.attention import capture, grad_rollout, relevance, rollout  # noqa: E402
-from vitviz.models import load_model  # noqa: E402
-from vitviz.registry import BUNDLED_MODELS_DIR  # noqa: E402
 
 STARTER = "starter-shapes"
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CAPTURE_AIM, RELEVANCE_AIM = 1.15, 3.5
-
-
-def _timer(device: torch.device, clock: Callable[[], float]) -> Callable[[Callable[[], object]], float]:
-    def run(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = clock()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return clock() - start
-    return run
 
 
 def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats: int,
@@ -67,15 +54,7 @@ def bench_model(name: str, model: torch.nn.Module, device: torch.device, repeats
         "grad_rollout": lambda: grad_rollout(model, images, 0),
         "relevance": lambda: relevance(model, images, 0),
     }
-    timed = _timer(device, clock)
-    for _ in range(2):
-        for fn in methods.values():
-            fn()
-    samples: dict[str, list[float]] = {key: [] for key in methods}
-    for _ in range(repeats):
-        for key, fn in methods.items():
-            samples[key].append(timed(fn))
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return interleaved_medians(methods, timer(device, clock), repeats, warmups=2)
 
 
 def bench_view(ref: str, device: torch.device, repeats: int) -> dict[str, float]:
@@ -107,31 +86,17 @@ def bench_view(ref: str, device: torch.device, repeats: int) -> dict[str, float]
     return {"first": first, "layer": statistics.median(layer_times), "query": statistics.median(query_times)}
 
 
-def _models() -> list[tuple[str, Callable[[], torch.nn.Module]]]:
-    import timm
-
-    models = [("vit_base_patch16_224", lambda: timm.create_model("vit_base_patch16_224", pretrained=False))]
-    if (BUNDLED_MODELS_DIR / f"{STARTER}.safetensors").exists():
-        models.append((STARTER, lambda: load_model(STARTER, device="cpu")))
-    else:
-        print(f"note: {BUNDLED_MODELS_DIR / STARTER}.safetensors is not there yet; the starter model is skipped")
-    return models
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=9, help="timed runs per method (median reported)")
-    parser.add_argument("--device", action="append", help="cpu, cuda, ... (default: cpu, and cuda when available)")
-    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
-                        help="process: CPU time of this process, steadier than wall time on a machine shared with other jobs")
+    add_options(parser)
     args = parser.parse_args()
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    devices = [torch.device(d) for d in (args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])]
+    clock, devices = clock_and_devices(args)
 
     header = (f"{'model':<22} {'device':<6} {'forward ms':>10} {'capture ms':>10} {'capture/fwd':>11} "
               f"{'rollout ms':>10} {'roll+disc ms':>12} {'grad-roll/fwd':>13} {'relevance ms':>12} {'relev/fwd':>9}")
     print(header)
-    for name, build in _models():
+    for name, build in models_to_time([STARTER]):
         model = build()
         for device in devices:
             t = bench_model(name, model, device, args.repeats, clock)

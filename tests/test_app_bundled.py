@@ -7,7 +7,7 @@ from apptest import chart_titles, open_page
 from vitviz.registry import list_models
 
 BUNDLED = [e.ref for e in list_models() if e.source == "checkpoint" and e.ref.startswith("starter-")]
-PAGES = ["home", "patches", "positions", "attention", "attributions", "jigsaw"]
+PAGES = ["home", "patches", "positions", "attention", "attributions", "layers", "jigsaw"]
 # What a view says instead of drawing, for a model it cannot use.
 CANNOT = {
     ("attributions", "jigsaw"): "has no classification head",

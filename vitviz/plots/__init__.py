@@ -12,6 +12,7 @@ One module per view of the app, every public name re-exported here
     finetune      a fine-tune's accuracy per class and its confusion matrix
     attributions  every method's map on one scale, deletion and insertion curves
     trust         model randomisation, scores beside the baselines, ROAD curves, the agreement matrix
+    layers        the logit lens, patch tokens as colour, token norms, flow against rollout, head knock-outs
     _common       the chart config and what the figures share: patch markers, outlines, image axes
 """
 
@@ -19,6 +20,8 @@ from ._common import PLOTLY_CONFIG
 from .attention import attention_distance, attention_overlay, head_grid, mask_overlay, predictions
 from .attributions import attribution_panels, faithfulness_curves
 from .jigsaw import confidence_overlay, jigsaw_scores, patch_panels, reassembly_animation
+from .layers import (flow_against_rollout, knockout_map, lens_curves, norm_map, norm_profile, norms_by_depth,
+                     patch_classes, settling_map, token_colours)
 from .patches import embedding_filters, image_with_grid, patch_vector, token_sequence
 from .positions import similarity_grid, similarity_map
 from .train import attention_comparison, training_curves
@@ -43,4 +46,7 @@ __all__ = [
     "attribution_panels", "faithfulness_curves",
     # trust
     "randomisation_curves", "baseline_comparison", "removal_curves", "agreement_matrix",
+    # layers
+    "lens_curves", "patch_classes", "settling_map", "token_colours", "norms_by_depth", "norm_map", "norm_profile",
+    "flow_against_rollout", "knockout_map",
 ]
