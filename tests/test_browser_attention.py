@@ -64,15 +64,17 @@ def test_attention_view_on_an_uploaded_image(page, app_server, tmp_path, output_
     wait_idle(page)
     assert query_controls(page) == ([False, True], "30")
     if (REPO / "models" / "starter-shapes.safetensors").exists():
-        # a trained model on an image of its own domain, asked from the class token, for the screenshot
+        # a trained model on an image of its own domain, for the screenshot: the new model and image start the
+        # query again from the class token
         choose(page, "Model", "starter-shapes (classifier)", where='[data-testid="stSidebar"]')
         remove_upload(page)
         page.locator('[data-testid="stSidebar"] label').filter(has_text="Shapes item").first.click()
-        wait_idle(page)
-        page.locator("main label").filter(has_text="Class token").first.click()
+        page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stImage"]:has-text("64x64 px, from 64x64")')
+        page.wait_for_selector('main [data-testid="stCaptionContainer"]:has-text("shapes test item 0")')
         page.wait_for_selector('.js-plotly-plot .gtitle:has-text("Layer 4, mean of heads: attention of the class token")')
         wait_for_plots(page, 6)
         assert_no_exception(page)
+        assert query_controls(page) == ([True, False], str(4 * 8 + 4))
     page.set_viewport_size({"width": 1400, "height": 5200})  # the whole page in one screenshot
     wait_idle(page)
     page.screenshot(path=str(output_dir / "attention.png"))
