@@ -8,7 +8,7 @@ from conftest import running_app
 
 pytestmark = pytest.mark.browser
 
-MENU = ["Home", "Patches", "Positions", "Attention", "Attributions", "Jigsaw", "Train"]
+MENU = ["Home", "Patches", "Positions", "Attention", "Attributions", "Trust", "Layers", "Jigsaw", "Train"]
 # Records every distinct list of links the sidebar's menu shows, from the first paint on.
 WATCH_MENU = """
 window.__menus = [];
