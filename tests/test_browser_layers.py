@@ -3,7 +3,8 @@ opens that block's and head's attention."""
 
 import pytest
 
-from browser import assert_no_exception, choose, open_view, plot_layouts, upload_image, wait_for_plots, wait_idle
+from browser import (assert_no_exception, choose, open_view, plot_layouts, remove_upload, upload_image, wait_for_plots,
+                     wait_idle)
 from conftest import REPO
 
 pytestmark = pytest.mark.browser
@@ -32,7 +33,7 @@ def test_layers_view_on_an_uploaded_photo(page, app_server, tmp_path, output_dir
     path = tmp_path / "coffee-photo.jpg"
     load_sample("coffee").save(path, quality=90)
     trained = (REPO / "models" / f"{STARTER}.safetensors").exists()
-    model, depth, heads = (f"{STARTER} (classifier)", 4, 4) if trained else ("vit_tiny_patch16_224 (timm)", 12, 3)
+    model, depth, heads = (f"{STARTER} (classifier)", 4, 4) if trained else ("vit_tiny_patch16_224 (random init)", 12, 3)
 
     page.goto(app_server.url)
     page.wait_for_selector('[data-testid="stSidebar"] h2:has-text("Model")')
@@ -57,6 +58,7 @@ def test_layers_view_on_an_uploaded_photo(page, app_server, tmp_path, output_dir
     assert any("Block 2: principal components" in t for t in titles), titles
 
     if trained:  # the trained model on an image of its own domain, its last block's first head, for the screenshot
+        remove_upload(page)  # an uploaded file is the image until it is removed
         page.locator('[data-testid="stSidebar"] label').filter(has_text="Shapes item").first.click()
         page.wait_for_selector('main :text("shapes test item 0")')
         wait_for_plots(page, 13)
