@@ -25,13 +25,13 @@ def tiny_models(tmp_path, monkeypatch):
 
 def _expected(sample: str, seed: int, drop: float = 0.0, k: int = 16, pin: bool = False):
     """What the view should show, computed here from the library: pixels, permutation, both decoders' placements."""
-    from vitviz.images import fit_to_model, to_tensor
+    from vitviz.inputs import model_pixels
     from vitviz.jigsaw import decode_argmax, pin_unmoved, position_logits, shuffle_permutation, solve_batch
     from vitviz.models import load_model
     from vitviz.samples import load_sample
 
     model = load_model("tiny-jigsaw", device="cpu")
-    pixels = to_tensor(fit_to_model(load_sample(sample), (32, 32)))[None]
+    pixels = model_pixels(load_sample(sample), model)  # (1, 3, 32, 32): the one image-to-model step
     generator = torch.Generator().manual_seed(seed)
     permutation = shuffle_permutation(16, generator, num_shuffled=k, derange=True)
     with torch.no_grad():

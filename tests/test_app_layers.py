@@ -127,7 +127,7 @@ def test_colours_fitted_with_the_sample_photos_are_the_pca_of_all_their_patch_to
 
 def test_registers_are_named_and_a_large_grids_flow_waits_to_be_asked():
     """vit_small_patch14_reg4_dinov2: 4 registers, 37x37 patches, no classifier head."""
-    at = open_page("layers", model="vit_small_patch14_reg4_dinov2", sample="rocket")
+    at = open_page("layers", model="random:vit_small_patch14_reg4_dinov2", sample="rocket")
     assert not at.exception and not at.error
     ticks = chart(at, "Token norms after every block")["layout"]["xaxis"]["ticktext"]
     assert ticks[:5] == ["CLS", "REG1", "REG2", "REG3", "REG4"]

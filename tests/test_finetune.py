@@ -154,13 +154,13 @@ def test_a_classifier_start_keeps_all_but_its_head_and_resamples_its_positions(w
 
 
 def test_a_timm_vit_starts_a_probe_with_its_own_normalisation(world):
-    result, weights, sidecar = finetune(world, "from-timm", init="vit_tiny_patch16_224", mode="probe", steps=5,
+    result, weights, sidecar = finetune(world, "from-timm", init="random:vit_tiny_patch16_224", mode="probe", steps=5,
                                         eval_every=5)
     model = load_model(world / "out" / "from-timm.safetensors", device="cpu")
     assert model.card.patch_size == 16 and model.card.grid_size == (2, 2) and model.card.embed_dim == 192
     assert model.card.class_names == ("blue", "green", "red")
     assert model.card.mean == model.card.std == (0.5, 0.5, 0.5)  # vit_tiny_patch16_224's data config
-    assert sidecar["training"]["init"] == "vit_tiny_patch16_224"
+    assert sidecar["training"]["init"] == "random:vit_tiny_patch16_224"
 
 
 @pytest.mark.parametrize("name", ["vit_small_patch16_224", "deit_small_distilled_patch16_224",
@@ -200,8 +200,8 @@ def test_what_cannot_start_a_fine_tune_is_refused_in_one_sentence(world, init, m
     (dict(probe_images=0), "probe_images", "--probe-images must be positive, got 0"),
     (dict(init="tiny-classifier", patch_size=4), "patch_size",
      "--patch-size 4 differs from the --init checkpoint's 8; the model size comes from the checkpoint"),
-    (dict(init="vit_tiny_patch16_224", image_size=40), "image_size",
-     "image size 40 is not a multiple of the patch size 16 of the starting model 'vit_tiny_patch16_224'"),
+    (dict(init="random:vit_tiny_patch16_224", image_size=40), "image_size",
+     "image size 40 is not a multiple of the patch size 16 of the starting model 'random:vit_tiny_patch16_224'"),
     (dict(init="deit_tiny_distilled_patch16_224", mode="probe", image_size=32), "mode",
      "starting model 'deit_tiny_distilled_patch16_224' is distilled (two heads): train it with --mode last or full"),
 ])
@@ -257,7 +257,7 @@ def test_the_class_accuracy_figure_draws_the_report():
 
 
 @pytest.mark.parametrize("config", [
-    FinetuneConfig(data="upload:pets", init="vit_small_patch16_224", mode="last", train_blocks=3, augment="timm"),
+    FinetuneConfig(data="upload:pets", init="random:vit_small_patch16_224", mode="last", train_blocks=3, augment="timm"),
     FinetuneConfig(data="upload:pets:2+shapes:1", init="starter-shapes", mode="probe", probe_images=100, steps=50),
 ])
 def test_the_new_options_round_trip_through_the_command_line(config):

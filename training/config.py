@@ -284,7 +284,7 @@ def describe_start(init: str) -> Start:
             raise ConfigError(f"starting checkpoint {path.stem!r} is a {kind} checkpoint; a fine-tune starts from a "
                               "jigsaw or classifier checkpoint, a timm ViT, or random weights", "init")
         return Start(init, kind, dict(sidecar["architecture"]), path)
-    name = str(target)
+    name = str(target).removeprefix("random:")  # random init, or timm's pretrained weights (which load_model needs cached)
     if not timm.is_model(name):
         raise ConfigError(f"starting model {init!r} is neither a checkpoint in "
                           f"{', '.join(str(d) for d in checkpoint_dirs())} nor a timm model name", "init")
