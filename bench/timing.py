@@ -58,9 +58,9 @@ def interleaved_medians(methods: dict[str, Callable[[], object]], timed: Callabl
 
 
 def models_to_time(starters: Sequence[str]) -> list[tuple[str, Callable[[], nn.Module]]]:
-    """``vit_base_patch16_224`` (random weights unless pretrained ones are cached), then each of the ``starters``
+    """``vit_base_patch16_224`` (random weights: the timing does not depend on them), then each of the ``starters``
     checkpoints that ``models/`` holds, as (name, loader) on the CPU; a missing starter is said and skipped."""
-    models = [("vit_base_patch16_224", lambda: load_model("vit_base_patch16_224", device="cpu"))]
+    models = [("vit_base_patch16_224", lambda: load_model("random:vit_base_patch16_224", device="cpu"))]
     for name in starters:
         if (BUNDLED_MODELS_DIR / f"{name}.safetensors").exists():
             models.append((name, lambda name=name: load_model(name, device="cpu")))
