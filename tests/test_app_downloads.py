@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from apptest import chart_specs, open_page
 
-MODEL = "vit_tiny_patch16_224"
+MODEL = "random:vit_tiny_patch16_224"
 
 
 @pytest.fixture
