@@ -31,6 +31,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/attention.py
+	HF_HUB_OFFLINE=1 $(PY) bench/inside.py
 	HF_HUB_OFFLINE=1 $(PY) bench/attributions.py
 	HF_HUB_OFFLINE=1 $(PY) bench/jigsaw_accuracy.py
 	HF_HUB_OFFLINE=1 $(PY) bench/train_throughput.py

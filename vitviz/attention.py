@@ -554,7 +554,7 @@ def attention_flow(attentions: Sequence[torch.Tensor], grid_size: tuple[int, int
         progress: called with the fraction of the maximum-flow problems solved.
 
     Returns:
-        ``[B, gh, gw]`` float64 flow values in [0, 1] (the class token takes in at most 1 per layer).
+        ``[B, gh, gw]`` float64 flow values in [0, 1] (each node's incoming capacities sum to 1, its row of ``A_l``).
 
     Raises:
         ValueError: attentions that are not L tensors ``[B, H, N, N]`` of P prefix tokens and the grid; a
