@@ -6,7 +6,8 @@ Per-patch accuracy, exact-puzzle rate and mean displacement (grid distance, in p
 ``--images`` held-out ``photos`` crops (``vitviz.data.fixed_set("photos", "test", size, n)``:
 crops of photos the model never trained on) and on the sample photos (``vitviz.samples``), each
 resized and centre-cropped to the model's input size as the app shows them, split into the photos
-held out from training and the others. Every image gets one seeded full shuffle (``--seed``) and
+held out from training and the others; and, with ``--folder DIR`` (repeatable), every image in DIR shown the
+same way: photos that no data set uses. Every image gets one seeded full shuffle (``--seed``) and
 ``--drop`` of its patch tokens hidden from the attention keys (0 by default, as in evaluation).
 Prints a markdown table.
 """
@@ -22,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vitviz.images import load_image  # noqa: E402
 from vitviz.inputs import model_pixels  # noqa: E402
 from vitviz.jigsaw import jigsaw_checkpoints, jigsaw_metrics, position_logits, shuffle_permutation  # noqa: E402
 from vitviz.models import load_model  # noqa: E402
@@ -65,6 +67,14 @@ def sample_photos(names: Sequence[str], model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([model_pixels(load_sample(name), model) for name in names])
 
 
+def folder_photos(folder: Path, model: torch.nn.Module) -> torch.Tensor:
+    """Every image in ``folder`` (sorted by name) as the app shows it to ``model``: ``[n, 3, H, W]`` in [0, 1]."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    if not paths:
+        sys.exit(f"No .jpg, .png or .webp images in {folder}.")
+    return torch.cat([model_pixels(load_image(path), model) for path in paths])
+
+
 def table(rows: dict[str, tuple[int, dict[str, float]]], name: str, chance: float) -> str:
     """Markdown: one row per image set; argmax / Hungarian in each cell."""
     lines = [
@@ -85,6 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser.add_argument("--images", type=int, default=100, help="held-out photos crops")
     parser.add_argument("--seed", type=int, default=0, help="the crops and the shuffles")
     parser.add_argument("--drop", type=float, default=0.0, help="fraction of patch tokens hidden from the keys")
+    parser.add_argument("--folder", type=Path, action="append", default=[],
+                        help="a folder of photos no data set uses (repeatable)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps; the app's default when omitted")
     args = parser.parse_args(argv)
     if args.images < 1:
@@ -105,6 +117,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         f"sample photos held out from training ({', '.join(HELD_OUT_PHOTOS)})": sample_photos(HELD_OUT_PHOTOS, model),
         "sample photos seen in training (other crops of them)": sample_photos(seen, model),
     }
+    for folder in args.folder:
+        sets[f"photos in {folder.name}/, in no data set"] = folder_photos(folder, model)
     rows = {label: (len(images), measure(model, images, args.seed, args.drop)) for label, images in sets.items()}
     report = table(rows, card.name, 1.0 / (card.grid_size[0] * card.grid_size[1]))
     print(report)

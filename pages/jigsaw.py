@@ -67,16 +67,39 @@ def hover_text(shown: torch.Tensor, permutation: torch.Tensor, confidence: torch
     return text
 
 
+def switch_model(label: str, ref: str) -> None:
+    """Pick ``label`` (the model ``ref``) in the sidebar's model picker; a callback, so it runs before the rerun
+    draws the picker."""
+    st.session_state["model_choice"] = label
+    st.session_state[ui.context.MODEL_REF] = ref
+
+
+def offer_best_jigsaw(card: ModelCard) -> None:
+    """Without a jigsaw head: say so and offer the picker's best jigsaw model in one click. With one that is not the
+    best the picker has: a one-click switch to it, under the title."""
+    best = jigsaw.best_jigsaw_checkpoint()
+    if card.has_jigsaw_head:
+        if best is not None and best.ref != card.name and jigsaw.patches_placed(best) > 0:
+            st.button(f"Switch to {best.ref}, which puts back about {jigsaw.patches_placed(best):.0f} patches of a "
+                      "photo it never saw", key="jig_switch", on_click=switch_model, args=(best.label, best.ref))
+        return
+    if best is None:
+        st.info(f"**{card.name}** has no jigsaw head, so it cannot say where a patch belongs. This view needs a model "
+                "pretrained on the jigsaw task: train one on the Train view, or with `python -m training pretrain` "
+                "(the starters are `starter-jigsaw` and `starter-jigsaw-16`).")
+    else:
+        others = [ref for ref in jigsaw.jigsaw_checkpoints() if ref != best.ref]
+        st.info(f"**{card.name}** has no jigsaw head, so it cannot say where a patch belongs. This view needs a model "
+                f"pretrained on the jigsaw task: **{best.ref}** puts back the most patches of photos it never saw"
+                + (f" (also in the picker: {', '.join(f'**{ref}**' for ref in others)})." if others else "."))
+        st.button(f"Switch to {best.ref}", key="jig_switch", type="primary", on_click=switch_model, args=(best.label, best.ref))
+    st.stop()
+
+
 st.title("Jigsaw")
 ref, model = ui.context.current_model()
 card = model.card
-if not card.has_jigsaw_head:
-    others = jigsaw.jigsaw_checkpoints()
-    where = (f"pick {' or '.join(f'**{name}**' for name in others)} in the sidebar" if others else
-             "train one on the Train view, or with `python -m training pretrain` (the starter is `starter-jigsaw`)")
-    st.info(f"**{card.name}** has no jigsaw head, so it cannot say where a patch belongs. This view needs a model "
-            f"pretrained on the jigsaw task: {where}.")
-    st.stop()
+offer_best_jigsaw(card)
 ctx = ui.current()
 gh, gw = card.grid_size
 p = card.patch_size

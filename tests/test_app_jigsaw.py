@@ -148,6 +148,35 @@ def test_a_model_without_a_jigsaw_head_says_so_and_points_to_one():
     assert not chart_titles(at)
 
 
+def _jigsaw_with_metrics(folder, name: str, grid: tuple[int, int], val_accuracy: float) -> None:
+    from vitviz.checkpoints import save_checkpoint
+    from vitviz.models import create_vit
+
+    arch = {**ARCH, "img_size": 8 * grid[0]}
+    save_checkpoint(create_vit(arch, jigsaw_grid=grid), folder / name,
+                    dict(name=name, kind="jigsaw", architecture=arch, jigsaw=dict(grid=list(grid)),
+                         metrics=dict(val=dict(patch_acc_hungarian=val_accuracy))))
+
+
+def test_one_click_switches_to_the_jigsaw_model_that_places_the_most_patches(tmp_path, monkeypatch):
+    monkeypatch.setattr("vitviz.registry.BUNDLED_MODELS_DIR", tmp_path / "none")  # only this test's models
+    # tiny-jigsaw records no metrics (0 patches); 4x4 at 0.75 places 12 of 16; 7x7 at 0.3 places 14.7 of 49.
+    _jigsaw_with_metrics(tmp_path, "grid4", (4, 4), 0.75)
+    _jigsaw_with_metrics(tmp_path, "grid7", (7, 7), 0.3)
+    at = open_page("jigsaw", model="tiny-classifier", sample="chelsea")
+    assert not at.exception
+    assert "**grid7** puts back the most patches" in at.info[0].value
+    assert "**tiny-jigsaw**" in at.info[0].value and "**grid4**" in at.info[0].value
+    at.button(key="jig_switch").click().run()
+    assert not at.exception and "has no jigsaw head" not in " ".join(i.value for i in at.info), [i.value for i in at.info]
+    assert at.session_state["model_choice"].startswith("grid7 ")
+    assert "of 49 patches" in at.caption[0].value and len(chart_titles(at)) >= 4
+
+    at = open_page("jigsaw", model="grid4", sample="chelsea")  # a jigsaw model, not the best: the switch is offered
+    assert at.button(key="jig_switch").label.startswith("Switch to grid7, which puts back about 15 patches")
+    assert len(chart_titles(at)) >= 4
+
+
 def test_a_jigsaw_head_on_a_model_with_positions_is_refused_with_the_reason(tmp_path, monkeypatch):
     from vitviz.checkpoints import save_checkpoint
     from vitviz.models import create_vit

@@ -52,3 +52,32 @@ def test_the_table_reports_both_decoders_on_each_image_set(bench):
         m = jigsaw_metrics(position_logits(model, crops, permutations), permutations, grid_size=(4, 4))
     cells = [cell.strip() for cell in rows[0].split("|")[3:6]]
     assert cells == [f"{m[f'{c}_argmax']:.3f} / {m[f'{c}_hungarian']:.3f}" for c in ("patch_acc", "puzzle_acc", "displacement")]
+
+
+def test_a_folder_of_photos_gets_its_own_row(bench, tmp_path):
+    from PIL import Image
+
+    from vitviz.inputs import model_pixels
+    from vitviz.jigsaw import jigsaw_metrics, position_logits, shuffle_permutation
+    from vitviz.models import load_model
+
+    folder = tmp_path / "unseen"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(1)
+    images = []
+    for i, size in enumerate([(90, 60), (40, 70), (33, 33)]):  # landscape, portrait, square
+        pixels = (torch.rand(size[1], size[0], 3, generator=generator) * 255).byte().numpy()
+        images.append(Image.fromarray(pixels))
+        images[-1].save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    report = bench.main(["--checkpoint", "tiny-jigsaw", "--images", "2", "--folder", str(folder), "--device", "cpu"])
+    row = next(line for line in report.splitlines() if line.startswith("| photos in unseen/"))
+    assert row.split("|")[2].strip() == "3"
+    model = load_model("tiny-jigsaw", device="cpu")  # each set's shuffles start from the seed (0)
+    permutations = shuffle_permutation(16, torch.Generator().manual_seed(0), batch_size=3)
+    pixels = torch.cat([model_pixels(image, model) for image in images])
+    with torch.no_grad():
+        m = jigsaw_metrics(position_logits(model, pixels, permutations), permutations, grid_size=(4, 4))
+    assert row.split("|")[3].strip() == f"{m['patch_acc_argmax']:.3f} / {m['patch_acc_hungarian']:.3f}"
+    with pytest.raises(SystemExit, match="No .jpg, .png or .webp images in"):
+        bench.main(["--checkpoint", "tiny-jigsaw", "--images", "2", "--folder", str(tmp_path)])

@@ -385,3 +385,26 @@ def test_jigsaw_checkpoints_lists_the_ones_with_a_jigsaw_head(tmp_path, monkeypa
     monkeypatch.setenv("VITVIZ_MODELS", str(tmp_path))
     names = jigsaw_checkpoints()
     assert "puzzler" in names and "labeller" not in names and "garbled" not in names
+
+
+def test_the_best_jigsaw_model_places_the_most_patches_of_held_out_photos(tmp_path):
+    import json
+
+    from vitviz.jigsaw import best_jigsaw_checkpoint, patches_placed
+    from vitviz.registry import ModelEntry
+
+    def entry(name, grid, accuracy, kind="jigsaw"):
+        path = tmp_path / f"{name}.safetensors"
+        metrics = {} if accuracy is None else {"val": {"patch_acc_hungarian": accuracy}}
+        path.with_suffix(".json").write_text(json.dumps({"architecture": {}, "kind": kind,
+                                                         "jigsaw": {"grid": list(grid)}, "metrics": metrics}))
+        return ModelEntry(name, "checkpoint", name, kind, path)
+
+    coarse, fine, none = entry("coarse", (4, 4), 0.82), entry("fine", (7, 7), 0.30), entry("none", (7, 7), None)
+    assert patches_placed(coarse) == pytest.approx(0.82 * 16) and patches_placed(none) == 0.0
+    assert best_jigsaw_checkpoint([none, coarse, fine]) is fine  # 14.7 patches against 13.1
+    assert best_jigsaw_checkpoint([coarse, entry("weak", (7, 7), 0.25)]) is coarse  # 12.25 against 13.1
+    assert best_jigsaw_checkpoint([entry("a", (4, 4), 0.5), entry("b", (2, 4), 1.0)]).ref == "a"  # a tie: the first
+    assert best_jigsaw_checkpoint([entry("cls", (1, 1), 1.0, kind="classifier")]) is None
+    broken = ModelEntry("broken", "checkpoint", "broken", "jigsaw", tmp_path / "missing.safetensors")
+    assert patches_placed(broken) == 0.0 and best_jigsaw_checkpoint([broken]) is broken

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from training.accuracy import eval_permutations, evaluate_checkpoint
 from training.cli import main
-from training.config import EvaluateConfig, FinetuneConfig, PretrainConfig, QuickstartConfig, model_shape
+from training.config import (EvaluateConfig, FinetuneConfig, HalveConfig, PretrainConfig, QuickstartConfig,
+                             model_shape)
 from vitviz.data import fixed_set
 from vitviz.jigsaw import jigsaw_metrics, position_logits
 from vitviz.models import load_model
@@ -300,6 +301,18 @@ def test_quickstart_plans_a_coarse_pretext_then_a_finer_fine_tune_within_the_bud
     assert 3 * 4 * parameters < 25e6 * 0.9  # three float32 checkpoints fit the 25 MB bundle
 
 
+def test_quickstart_at_16_px_patches_plans_7x7_grids_and_refuses_other_sizes():
+    from training.config import ConfigError
+    from training.quickstart import starter_configs
+
+    pretrain, finetune = starter_configs(QuickstartConfig(minutes=90, patch_size=16))
+    assert (pretrain.name, finetune.name) == ("starter-jigsaw-16", "starter-shapes-16")
+    assert pretrain.patch_size == finetune.patch_size == 16
+    assert pretrain.image_size // 16 == finetune.image_size // 16 == 7
+    with pytest.raises(ConfigError, match="--patch-size 12 is not one of 8, 16"):
+        starter_configs(QuickstartConfig(patch_size=12))
+
+
 @pytest.mark.parametrize("config", [
     PretrainConfig(),
     PretrainConfig(name="jig", data="photos", minutes=2.5, key_drop=0.25, amp=False, patch_size=4, lr=3e-4),
@@ -307,6 +320,8 @@ def test_quickstart_plans_a_coarse_pretext_then_a_finer_fine_tune_within_the_bud
     FinetuneConfig(minutes=1.0, steps=0, data="folder:/data/pets", layer_decay=0.75),
     EvaluateConfig(checkpoint="starter-shapes", split="test", images=64, seed=3),
     QuickstartConfig(minutes=72.0, threads=1),
+    QuickstartConfig(minutes=90.0, patch_size=16),
+    HalveConfig(checkpoint="starter-jigsaw-16", device="cpu"),
 ])
 def test_the_command_line_of_a_config_parses_back_to_it(config):
     from training.cli import parse, to_argv
@@ -324,3 +339,34 @@ def test_minutes_with_steps_keeps_both_limits():
     config = PretrainConfig(minutes=3.0)  # steps stays at its default: whichever limit comes first ends the run
     assert "--steps" in to_argv(config) and parse(to_argv(config))[1].steps == config.steps
     assert parse(["pretrain", "--minutes", "3"])[1].steps == 0  # --minutes alone: time is the only limit
+
+
+def test_halve_stores_float16_and_records_the_metrics_before_and_after(pretrained, tmp_path, capsys):
+    import shutil
+
+    _, result = pretrained
+    path = tmp_path / "jig.safetensors"
+    shutil.copy(result.checkpoint, path)
+    shutil.copy(result.checkpoint.with_suffix(".json"), tmp_path / "jig.json")
+    original = load_file(str(path))
+    trained = json.loads((tmp_path / "jig.json").read_text())["metrics"]
+
+    assert main(["halve", str(path), "--device", "cpu"]) == 0
+    stored = load_file(str(path))
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    assert path.stat().st_size < 0.55 * sum(t.numel() * 4 for t in original.values())
+    model = load_model(str(path), device="cpu")  # the views get float32, equal to the weights rounded to float16
+    loaded = dict(model.named_parameters())
+    for key, value in original.items():
+        if key in loaded:
+            assert loaded[key].dtype == torch.float32
+            assert torch.equal(loaded[key].detach(), value.half().float())
+    sidecar = json.loads((tmp_path / "jig.json").read_text())
+    for split in ("train", "val"):  # before: training's own numbers, reproduced; after: the stored model's
+        assert sidecar["storage"]["metrics_float32"][split] == pytest.approx(trained[split])
+        _, _, now = evaluate_checkpoint(EvaluateConfig(checkpoint=str(path), split=split, images=64, device="cpu"))
+        assert sidecar["metrics"][split] == pytest.approx(now)
+    assert sidecar["storage"]["dtype"] == "float16" and "stored in float16" in capsys.readouterr().out
+
+    assert main(["halve", str(path)]) == 2
+    assert "already stored in float16" in capsys.readouterr().err

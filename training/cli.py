@@ -1,4 +1,4 @@
-"""``python -m training``: pretrain, finetune, evaluate, quickstart; options built from the config dataclasses."""
+"""``python -m training``: pretrain, finetune, evaluate, halve, quickstart; options built from the config dataclasses."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .config import (
     ConfigError,
     EvaluateConfig,
     FinetuneConfig,
+    HalveConfig,
     PretrainConfig,
     QuickstartConfig,
     field_help,
@@ -25,6 +26,7 @@ _COMMANDS = {
     "pretrain": (PretrainConfig, "jigsaw pretext: predict each shuffled patch's grid position (no positional embedding)"),
     "finetune": (FinetuneConfig, "classification, from a jigsaw checkpoint (--init) or from random weights"),
     "evaluate": (EvaluateConfig, "print a checkpoint's metrics on a split of a dataset"),
+    "halve": (HalveConfig, "store a checkpoint in float16 (half the file), with its metrics before and after"),
     "quickstart": (QuickstartConfig, "train the starter models: starter-jigsaw, starter-shapes, starter-shapes-scratch"),
 }
 
@@ -63,7 +65,7 @@ def to_argv(config: Any) -> list[str]:
             continue
         if isinstance(value, bool):
             argv.append(f"--{'' if value else 'no-'}{f.name.replace('_', '-')}")
-        elif command == "evaluate" and f.name == "checkpoint":
+        elif command in ("evaluate", "halve") and f.name == "checkpoint":
             argv.insert(1, str(value))
         else:
             argv += [f"--{f.name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
@@ -78,6 +80,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if command_name == "evaluate":
             return _evaluate(config)
+        if command_name == "halve":
+            return _halve(config, command)
         if command_name == "quickstart":
             from .quickstart import quickstart
 
@@ -102,6 +106,18 @@ def _evaluate(config: EvaluateConfig) -> int:
     return 0
 
 
+def _halve(config: HalveConfig, command: Sequence[str]) -> int:
+    from .storage import halve_checkpoint
+
+    path, before, after = halve_checkpoint(config, command)
+    print(f"{path.name} stored in float16 ({path.stat().st_size / 2**20:.1f} MB)")
+    for split in after:
+        changes = ", ".join(f"{key} {before[split][key]:.4f} -> {value:.4f}" for key, value in after[split].items()
+                            if key != "chance")
+        print(f"  {split}: {changes}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m training", description=sys.modules["training"].__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         for f in fields(config_class):
             default = f.default if f.default is not MISSING else None
             text = f"{helps[f.name]} (default: {default!r})"
-            if config_class is EvaluateConfig and f.name == "checkpoint":
+            if config_class in (EvaluateConfig, HalveConfig) and f.name == "checkpoint":
                 sub.add_argument("checkpoint", help=helps[f.name])
             elif isinstance(default, bool):
                 sub.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, help=text)

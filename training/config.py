@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "EvaluateConfig",
     "FinetuneConfig",
+    "HalveConfig",
     "MODEL_PRESETS",
     "PretrainConfig",
     "QuickstartConfig",
@@ -130,9 +131,10 @@ class FinetuneConfig(TrainConfig):
 
 @dataclass
 class QuickstartConfig:
-    """The starter models: starter-jigsaw, then starter-shapes fine-tuned from it and starter-shapes-scratch."""
+    """The starter models: a jigsaw model, then a shapes classifier fine-tuned from it and one from scratch."""
 
     minutes: float = 20.0  # total time budget for the three runs and their evaluations
+    patch_size: int = 8  # 8: starter-jigsaw (32 px, 4x4 grid) and starter-shapes(-scratch) at 64 px; 16: the starter-*-16 models at 112 px (7x7 grid)
     out_dir: str = "models"  # where the three checkpoints go
     run_dir: str = "runs"  # where their last checkpoints, resume states and metrics go
     model: str = "starter"  # size preset shared by the three models
@@ -152,6 +154,14 @@ class EvaluateConfig:
     batch_size: int = 256  # images per forward pass
     seed: int = -1  # seeds the evaluation set and its shuffles; -1 = the checkpoint's training seed (reproduces its sidecar metrics)
     device: str = "auto"  # auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps
+
+
+@dataclass
+class HalveConfig:
+    """Store a checkpoint's weights in float16: half the file; the views load them back as float32."""
+
+    checkpoint: str = ""  # the checkpoint to store in float16: a name in models/ or $VITVIZ_MODELS, or a .safetensors path
+    device: str = "auto"  # where it is evaluated before and after: auto (CUDA, else MPS, else CPU), cpu, cuda, mps
 
 
 def field_help(cls: type) -> dict[str, str]:

@@ -6,6 +6,10 @@ procedural half makes it place patches of photos it never saw. ``starter-shapes`
 from it on ``shapes`` at 64 px (an 8x8 grid: its blocks never saw positions, so the coarser
 pretext grid is no obstacle), and ``starter-shapes-scratch`` gets the same fine-tune, the same
 number of steps, from random weights.
+
+``--patch-size 16`` makes the second generation at the patch size of the ViT paper: ``starter-jigsaw-16``,
+``starter-shapes-16`` and ``starter-shapes-16-scratch``, all at 112 px with 16 px patches (a 7x7 grid of patches a
+person can recognise).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-from .config import FinetuneConfig, PretrainConfig, QuickstartConfig
+from .config import ConfigError, FinetuneConfig, PretrainConfig, QuickstartConfig
 from .train import RunResult, train
 
 __all__ = ["quickstart", "starter_configs"]
@@ -21,16 +25,27 @@ __all__ = ["quickstart", "starter_configs"]
 # Shares of the total budget; the rest covers start-up and the final evaluations.
 _PRETRAIN_SHARE = 0.42
 _FINETUNE_SHARE = 0.26
+# Per patch size: the pretext's and the fine-tune's image sides (grids 4x4 and 8x8 for 8 px patches; 7x7 for 16 px).
+_IMAGE_SIZES = {8: (32, 64), 16: (112, 112)}
 
 
 def starter_configs(config: QuickstartConfig) -> tuple[PretrainConfig, FinetuneConfig]:
-    """The pretrain and fine-tune configurations (the scratch run is the fine-tune without ``init``)."""
-    common = dict(out_dir=config.out_dir, run_dir=config.run_dir, model=config.model, patch_size=8,
+    """The pretrain and fine-tune configurations (the scratch run is the fine-tune without ``init``).
+
+    Raises:
+        ConfigError: a patch size other than 8 or 16.
+    """
+    if config.patch_size not in _IMAGE_SIZES:
+        raise ConfigError(f"--patch-size {config.patch_size} is not one of 8, 16 (the two starter generations)",
+                          "patch_size")
+    pretext_size, finetune_size = _IMAGE_SIZES[config.patch_size]
+    suffix = "" if config.patch_size == 8 else f"-{config.patch_size}"
+    common = dict(out_dir=config.out_dir, run_dir=config.run_dir, model=config.model, patch_size=config.patch_size,
                   seed=config.seed, device=config.device, threads=config.threads, steps=0, batch_size=64)
-    pretrain = PretrainConfig(name="starter-jigsaw", data="photos:1+procedural:1", eval_data="photos",
-                              image_size=32, minutes=_PRETRAIN_SHARE * config.minutes, lr=2e-3,
+    pretrain = PretrainConfig(name=f"starter-jigsaw{suffix}", data="photos:1+procedural:1", eval_data="photos",
+                              image_size=pretext_size, minutes=_PRETRAIN_SHARE * config.minutes, lr=2e-3,
                               eval_every=250, **common)
-    finetune = FinetuneConfig(name="starter-shapes", data="shapes", image_size=64, init="",
+    finetune = FinetuneConfig(name=f"starter-shapes{suffix}", data="shapes", image_size=finetune_size, init="",
                               minutes=_FINETUNE_SHARE * config.minutes, lr=1e-3, eval_every=250,
                               **common)
     return pretrain, finetune
@@ -46,9 +61,10 @@ def quickstart(config: QuickstartConfig, command: Sequence[str] = ()) -> list[Ru
     if results[-1].interrupted:
         return results
     # The same number of steps as the pretrained fine-tune: the comparison is at equal budget.
-    results.append(train(replace(finetune, name="starter-shapes-scratch", minutes=0.0,
+    results.append(train(replace(finetune, name=f"{finetune.name}-scratch", minutes=0.0,
                                  steps=results[1].steps), command))
-    _print_comparison(results)
+    if not results[-1].interrupted:
+        _print_comparison(results)
     return results
 
 
@@ -57,9 +73,10 @@ def _print_comparison(results: list[RunResult]) -> None:
     print("\nstarter models")
     for split, label in (("train", "training photos"), ("val", "held-out photos")):
         m = jigsaw.metrics[split]
-        print(f"  starter-jigsaw on {label}: per-patch {m['patch_acc_argmax']:.3f} (argmax) / "
+        print(f"  {jigsaw.checkpoint.stem} on {label}: per-patch {m['patch_acc_argmax']:.3f} (argmax) / "
               f"{m['patch_acc_hungarian']:.3f} (Hungarian), exact puzzles {m['puzzle_acc_argmax']:.3f} / "
               f"{m['puzzle_acc_hungarian']:.3f}; chance per patch {m['chance']:.4f}")
-    for result, name in ((shapes, "starter-shapes (from starter-jigsaw)"), (scratch, "starter-shapes-scratch")):
+    for result, name in ((shapes, f"{shapes.checkpoint.stem} (from {jigsaw.checkpoint.stem})"),
+                         (scratch, scratch.checkpoint.stem)):
         m = result.metrics["test"]
         print(f"  {name}: test accuracy {m['accuracy']:.3f} after {result.steps} steps; chance {m['chance']:.3f}")

@@ -38,17 +38,21 @@ class ModelLoadError(ValueError):
     """A model that cannot be loaded; the message says why, for a person."""
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, sidecar: dict[str, Any]) -> Path:
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, sidecar: dict[str, Any],
+                    dtype: torch.dtype | None = None) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically (temporary file, then rename).
 
-    The sidecar must hold ``architecture`` (timm VisionTransformer keys); ``format`` is added.
-    Returns the weights path.
+    The sidecar must hold ``architecture`` (timm VisionTransformer keys); ``format`` is added. ``dtype``
+    (e.g. ``torch.float16``: half the file) casts the floating-point tensors; loading casts them back to the
+    model's float32. Returns the weights path.
     """
     weights_path = Path(path).with_suffix(".safetensors")
     if "architecture" not in sidecar:
         raise ValueError("a checkpoint sidecar needs an 'architecture' entry")
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     sidecar = {"format": CHECKPOINT_FORMAT, **sidecar}
     tmp_weights = weights_path.with_name(weights_path.name + ".tmp")
     tmp_sidecar = weights_path.with_suffix(".json.tmp")
