@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-__all__ = ["PHOTO_NAMES", "HELD_OUT_PHOTOS", "TRAIN_PHOTOS", "load_sample", "sample_names"]
+__all__ = ["PHOTO_NAMES", "HELD_OUT_PHOTOS", "NATURAL_PHOTOS", "TRAIN_PHOTOS", "load_sample", "sample_names"]
 
 # Natural colour photos first (shown in the picker), then the grayscale and texture ones.
 PHOTO_NAMES = (
@@ -18,6 +18,9 @@ PHOTO_NAMES = (
 # Photo-level split: the jigsaw model is judged on photos it never trained on.
 HELD_OUT_PHOTOS = ("chelsea", "coffee", "grace_hopper", "flower")
 TRAIN_PHOTOS = tuple(n for n in PHOTO_NAMES if n not in HELD_OUT_PHOTOS)
+# The natural colour photos of everyday things (what an ImageNet classifier is for), held-out ones first; the
+# others are grayscale, textures, microscopy, astronomy or a colour wheel.
+NATURAL_PHOTOS = (*HELD_OUT_PHOTOS, "astronaut", "rocket", "china", "cat", "motorcycle")
 
 
 def sample_names() -> tuple[str, ...]:
