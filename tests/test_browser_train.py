@@ -74,6 +74,7 @@ def test_train_watch_finish_then_explore_the_new_model(browser, train_server, ou
     choose(trainer, "Model B", "vit_tiny_patch16_224 (random init)")
     comparison = trainer.locator(".js-plotly-plot").filter(has_text="my-classifier-1 minus").first
     comparison.wait_for()
+    wait_idle(trainer)  # a rerun still under way may draw the figure again, detaching the one just found
     comparison.scroll_into_view_if_needed()
     assert trainer.locator(".js-plotly-plot").filter(has_text="my-classifier-1 minus").count() == 2  # rollout, head
     trainer.screenshot(path=str(output_dir / "train-compare.png"))
