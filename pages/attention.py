@@ -24,10 +24,18 @@ def cached_capture(_model: torch.nn.Module, model_key: str, image_key: str,
     return logits.cpu(), [a.cpu() for a in attentions]  # (1, C), L x (1, H, N, N)
 
 
+# Each layer's matrix as rollout multiplies it, once per (model, image, fusion, discard ratio): a start layer or a
+# query then takes L vector-matrix products (rollout_row), never the N x N x N products of the whole rollout.
+@ui.cache.bounded()  # L x N x N floats: 90 MB at 37x37 patches
+def cached_rollout_layers(model_key: str, image_key: str, head_fusion: str, discard_ratio: float,
+                          _attentions: list[torch.Tensor]) -> torch.Tensor:
+    return attention.rollout_layers(_attentions, head_fusion, discard_ratio)  # (L, 1, N, N)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
-def cached_rollout(model_key: str, image_key: str, head_fusion: str, discard_ratio: float, start_layer: int,
-                   _attentions: list[torch.Tensor]) -> torch.Tensor:
-    return attention.rollout(_attentions, head_fusion, discard_ratio, start_layer)  # (1, N, N)
+def cached_distance(model_key: str, image_key: str, _attentions: list[torch.Tensor], grid_size: tuple[int, int],
+                    patch_size: int, num_prefix_tokens: int) -> torch.Tensor:
+    return attention.mean_attention_distance(_attentions, grid_size, patch_size, num_prefix_tokens)  # (L, H)
 
 
 # One backward pass per (model, image, class, discard ratio); relevance and gradient rollout share it.
@@ -147,8 +155,8 @@ discard = c2.slider("Discard ratio", 0.0, 0.95, step=0.05, key="att_discard",
                     help="Zero this fraction of the smallest entries of each fused matrix (never entry [0, 0]: the class "
                          "token on itself, or patch 0 on itself in a model with no class token).")
 start = c3.slider("Start layer", 1, card.depth, key="att_start") - 1
-rolled = cached_rollout(ctx.model_key, ctx.image_key, fusion, discard, start, attentions)
-rollout_map = attention.query_map(rolled, query, (gh, gw), prefix)[0]  # (gh, gw)
+rolled = cached_rollout_layers(ctx.model_key, ctx.image_key, fusion, discard, attentions)  # (L, 1, N, N)
+rollout_map = attention.rollout_row(rolled[start:], query, (gh, gw), prefix)[0]  # (gh, gw)
 ui.show_figure(plots.attention_overlay(image, rollout_map, card.patch_size, selected=selected, colorbar_title="rollout",
                                        title=f"Rollout of {query_name(query, card)}, layers {start + 1}-{card.depth}, "
                                              f"{fusion} of heads, discard {discard:.0%}"),
@@ -207,7 +215,7 @@ st.subheader("How far each head looks")
 st.caption("Dosovitskiy et al. (2020, Fig. 7 right): in the lowest layers some heads already attend across most of the "
            "image while others stay local, and the distance grows with depth, which a convolution's receptive field "
            "cannot do in its early layers.")
-distance = attention.mean_attention_distance(attentions, (gh, gw), card.patch_size, prefix)  # (L, H)
+distance = cached_distance(ctx.model_key, ctx.image_key, attentions, (gh, gw), card.patch_size, prefix)  # (L, H)
 data = {"this_image_px": distance}
 reference = None
 if st.checkbox(f"Also average over the {len(PHOTO_NAMES)} bundled sample photos "

@@ -54,10 +54,11 @@ def cached_curves(_model: torch.nn.Module, model_key: str, image_key: str, metho
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_forward_seconds(_model: torch.nn.Module, model_key: str, image_key: str, _inputs: torch.Tensor) -> float:
-    """One forward pass's seconds on this machine, the unit of every method's cost estimate."""
+def cached_forward_seconds(_model: torch.nn.Module, model_key: str, _inputs: torch.Tensor) -> float:
+    """One forward pass's seconds on this machine, the unit of every method's cost estimate. Once per model, not
+    per image: every image reaches the model at its own input size. Called after ``cached_probabilities``, whose
+    pass has warmed the model."""
     with torch.no_grad():
-        _model(_inputs)  # warm
         start = time.perf_counter()
         _model(_inputs)
     return time.perf_counter() - start
@@ -144,7 +145,7 @@ alone = o2.checkbox("Each map alone beside it", key="attr_alone",
 # Cheapest first, each drawn as soon as it is done: rollout, saliency and relevance show in a second or two,
 # then each many-pass method with its progress bar and the time it is expected to take.
 costs = {name: METHODS[name].passes(card, **dict(method_options(name, settings))) for name in methods}
-seconds_per_pass = cached_forward_seconds(model, ctx.model_key, ctx.image_key, ctx.inputs)
+seconds_per_pass = cached_forward_seconds(model, ctx.model_key, ctx.inputs)
 slot, note = st.empty(), st.empty()
 results: dict[str, AttributionMaps] = {}
 for name in sorted(methods, key=costs.get):

@@ -27,12 +27,12 @@ MODES = {"zero": "Zero its output", "mean": "Replace it by its mean over the pat
 def cached_record(_model: torch.nn.Module, model_key: str, image_key: str, _inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     card = _model.card
     record = inside.record_blocks(_model, _inputs)
-    rolled = attention.rollout(record.attentions)  # (1, N, N)
     out = dict(
         tokens=record.tokens[0].cpu(),  # (L, N, D)
         norms=record.norms[0].cpu(),  # (L, N)
         class_rows=inside.class_attention(record.attentions, card.num_prefix_tokens, card.has_class_token)[0].cpu(),  # (L, H, N)
-        rollout=attention.class_map(rolled, card.grid_size, card.num_prefix_tokens, card.has_class_token)[0].cpu(),
+        rollout=attention.rollout_row(attention.rollout_layers(record.attentions), 0 if card.has_class_token else "patches",
+                                      card.grid_size, card.num_prefix_tokens)[0].cpu(),  # (gh, gw)
     )
     if card.num_classes:
         out["lens"] = inside.pooled_lens(_model, record.tokens)[0].cpu()  # (L, C)

@@ -21,6 +21,8 @@ from vitviz.attention import (
     relevance,
     relevance_matrix,
     rollout,
+    rollout_layers,
+    rollout_row,
     top_predictions,
 )
 
@@ -134,6 +136,35 @@ def test_rollout_rejects_bad_options_naming_them():
         rollout(attentions, start_layer=2)
     with pytest.raises(ValueError, match="no attention layers"):
         rollout([])
+
+
+@pytest.mark.parametrize("fusion, ratio, start", [("mean", 0.0, 0), ("max", 0.3, 1), ("min", 0.9, 0)])
+@pytest.mark.parametrize("query", [0, 3, "patches"])
+def test_rollout_row_is_the_rollouts_row(fusion, ratio, start, query):
+    attentions = random_attentions(layers=3, batch=2, tokens=7, seed=2)  # 1 prefix token and a 2x3 grid
+    layers = rollout_layers(attentions, fusion, ratio)
+    assert layers.shape == (3, 2, 7, 7) and torch.allclose(layers.sum(dim=-1), torch.ones(3, 2, 7))
+    row = rollout_row(layers[start:], query, (2, 3), 1)
+    whole = query_map(rollout(attentions, fusion, ratio, start), query, (2, 3), 1)
+    assert row.shape == (2, 2, 3)
+    assert torch.allclose(row, whole, atol=1e-6)
+
+
+def test_rollout_row_rejects_bad_queries_and_grids():
+    layers = rollout_layers(random_attentions(tokens=7))
+    with pytest.raises(ValueError, match="query 7"):
+        rollout_row(layers, 7, (2, 3), 1)
+    with pytest.raises(ValueError, match="7 tokens are not 1 prefix tokens and a 3x3 grid"):
+        rollout_row(layers, 0, (3, 3), 1)
+
+
+def test_discard_drops_exactly_the_count_among_tied_values_first_in_raster_order():
+    # Ties at the threshold: int(16 * 0.5) = 8 entries go; the reference breaks ties by (row, column).
+    values = torch.tensor([[0.5, 0.1, 0.1, 0.3], [0.1, 0.2, 0.1, 0.6], [0.2, 0.2, 0.2, 0.4], [0.1, 0.2, 0.3, 0.4]])
+    rolled = rollout([values.view(1, 1, 4, 4)], discard_ratio=0.5)[0]
+    expected = ref_discard(values.double(), 0.5) + torch.eye(4, dtype=torch.float64)
+    expected = expected / expected.sum(dim=-1, keepdim=True)
+    assert torch.allclose(rolled.double(), expected, atol=1e-6)
 
 
 # --- gradient rollout and relevance on hand-built tensors -------------------------------------------

@@ -46,6 +46,8 @@ __all__ = [
     "relevance",
     "relevance_matrix",
     "rollout",
+    "rollout_layers",
+    "rollout_row",
     "top_predictions",
 ]
 
@@ -172,39 +174,77 @@ def rollout(attentions: Sequence[torch.Tensor], head_fusion: HeadFusion = "mean"
     Returns:
         ``[B, N, N]``; row q is how much each token reaches query q. See ``query_map``.
     """
-    stack = _stack(attentions)  # (L, B, H, N, N)
+    return _product(rollout_layers(attentions, head_fusion, discard_ratio, start_layer))
+
+
+def rollout_layers(attentions: Sequence[torch.Tensor], head_fusion: HeadFusion = "mean",
+                   discard_ratio: float = 0.0, start_layer: int = 0) -> torch.Tensor:
+    """Each layer's matrix as ``rollout`` multiplies it: heads fused, the ``int(N*N*discard_ratio)`` smallest
+    entries of each item zeroed (never entry [0, 0]), the identity added, each row normalised over the keys.
+
+    ``rollout`` is the product of these from the last layer down; ``rollout_row`` reads one query's row of it
+    without forming the product. Each layer's matrix depends on that layer alone, so the matrices from start
+    layer 0 serve every start layer: ``rollout_layers(attentions)[s:]`` is ``rollout_layers(attentions, ..., s)``.
+
+    Args:
+        attentions, head_fusion, discard_ratio, start_layer: as in ``rollout``.
+
+    Returns:
+        ``[L - start_layer, B, N, N]`` float32, each row summing to 1.
+    """
+    layers = _layers(attentions)
+    if not 0 <= start_layer < len(layers):
+        raise ValueError(f"start_layer {start_layer} is out of range for {len(layers)} layers")
+    layers = layers[start_layer:]
     if head_fusion not in ("mean", "max", "min"):
         raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', not {head_fusion!r}")
-    if not 0 <= start_layer < stack.shape[0]:
-        raise ValueError(f"start_layer {start_layer} is out of range for {stack.shape[0]} layers")
-    layers = stack[start_layer:].float()
-    if head_fusion == "mean":
-        fused = layers.mean(dim=2)  # (L', B, N, N)
-    elif head_fusion == "max":
-        fused = layers.amax(dim=2)
-    else:
-        fused = layers.amin(dim=2)
-    return _roll(fused, discard_ratio)
+    _check_discard(discard_ratio)
+    prepared = _empty_layers(layers)  # (L, B, N, N)
+    for out, a in zip(prepared, layers):  # one layer at a time: at 37x37 patches the stacked heads are 0.5 GB
+        if head_fusion == "mean":
+            torch.mean(a.float(), dim=1, out=out)  # (B, N, N)
+        else:
+            out.copy_(a.amax(dim=1) if head_fusion == "max" else a.amin(dim=1))
+        _residual_(out, discard_ratio)
+    return prepared
+
+
+def rollout_row(layers: torch.Tensor, query: Query, grid_size: tuple[int, int],
+                num_prefix_tokens: int = 1) -> torch.Tensor:
+    """One query's row of the rollout of ``layers``, over the patches: ``query_map(rollout(...), query, ...)``.
+
+    The row of a product is the row vector carried through its factors: ``e_q A_L ... A_1``, L vector-matrix
+    products (``L * N * N`` multiply-adds) instead of the L matrix products of the whole rollout
+    (``L * N**3``: N times more, 1374 at 37x37 patches and 5 prefix tokens). Equal to the whole rollout's row
+    up to float rounding.
+
+    Args:
+        layers: ``[L, B, N, N]``, the matrices as rollout multiplies them (``rollout_layers``), first layer first.
+        query, grid_size, num_prefix_tokens: as in ``query_map``.
+
+    Returns:
+        ``[B, gh, gw]``: the row's patch columns, prefix columns dropped (not renormalised).
+    """
+    if layers.ndim != 4 or layers.shape[-1] != layers.shape[-2] or len(layers) == 0:
+        raise ValueError(f"expected layers [L, B, N, N], got shape {tuple(layers.shape)}")
+    _check_tokens(layers, grid_size, num_prefix_tokens)
+    row = _query_vector(query, layers[0], num_prefix_tokens)  # (B, 1, N)
+    for index in range(len(layers) - 1, -1, -1):  # R = A_L ... A_1, so its row is e_q A_L first
+        row = row @ layers[index]
+    return row[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
 
 
 def grad_rollout_matrix(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor],
                         discard_ratio: float = 0.0) -> torch.Tensor:
     """Gradient rollout's ``[B, N, N]``: rollout of ``clamp(mean over heads of A * dA, min=0)`` per layer."""
-    stack, grads = _stack(attentions).float(), _stack(gradients).float()
-    if stack.shape != grads.shape:
-        raise ValueError(f"attentions {tuple(stack.shape)} and gradients {tuple(grads.shape)} differ in shape")
-    fused = (stack * grads).mean(dim=2).clamp(min=0)  # (L, B, N, N)
-    return _roll(fused, discard_ratio)
+    return _product(_grad_rollout_layers(attentions, gradients, discard_ratio))
 
 
 def relevance_matrix(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
     """Chefer et al. (2021) relevance ``[B, N, N]``: ``R = I``; per block ``R = R + mean_h(clamp(dA * A, 0)) @ R``."""
-    stack, grads = _stack(attentions).float(), _stack(gradients).float()
-    if stack.shape != grads.shape:
-        raise ValueError(f"attentions {tuple(stack.shape)} and gradients {tuple(grads.shape)} differ in shape")
-    fused = (grads * stack).clamp(min=0).mean(dim=2)  # (L, B, N, N)
-    relevance = _identity_like(fused[0])
-    for a_bar in fused:
+    relevance = None
+    for a_bar in _relevance_layers(attentions, gradients):  # (B, N, N) each
+        relevance = _identity_like(a_bar) if relevance is None else relevance
         relevance = relevance + a_bar @ relevance
     return relevance
 
@@ -235,10 +275,10 @@ def gradient_maps(model: nn.Module, images: torch.Tensor, target: TargetLike,
     Raises:
         ValueError: as ``attention_gradients``; a discard ratio outside [0, 1).
     """
+    _check_discard(discard_ratio)
     _, attentions, gradients = attention_gradients(model, images, target)
-    rolled = _read_class_map(model, images, grad_rollout_matrix(attentions, gradients, discard_ratio))
-    relevant = _read_class_map(model, images, relevance_matrix(attentions, gradients))
-    return rolled, relevant
+    return (_class_row(model, images, _grad_rollout_layers(attentions, gradients, discard_ratio)),
+            _class_row(model, images, _relevance_layers(attentions, gradients), residual=True))
 
 
 def grad_rollout(model: nn.Module, images: torch.Tensor, target: TargetLike, discard_ratio: float = 0.0) -> torch.Tensor:
@@ -253,8 +293,9 @@ def grad_rollout(model: nn.Module, images: torch.Tensor, target: TargetLike, dis
     Returns:
         ``[B, gh, gw]``: the class token's row (the patch rows' mean for a model with no class token).
     """
+    _check_discard(discard_ratio)
     _, attentions, gradients = attention_gradients(model, images, target)
-    return _read_class_map(model, images, grad_rollout_matrix(attentions, gradients, discard_ratio))
+    return _class_row(model, images, _grad_rollout_layers(attentions, gradients, discard_ratio))
 
 
 def relevance(model: nn.Module, images: torch.Tensor, target: TargetLike) -> torch.Tensor:
@@ -271,7 +312,7 @@ def relevance(model: nn.Module, images: torch.Tensor, target: TargetLike) -> tor
         ``[B, gh, gw]``: ``R[:, 0, P:]``, or for a model with no class token the mean of the patch rows of ``R[:, P:, P:]``.
     """
     _, attentions, gradients = attention_gradients(model, images, target)
-    return _read_class_map(model, images, relevance_matrix(attentions, gradients))
+    return _class_row(model, images, _relevance_layers(attentions, gradients), residual=True)
 
 
 def query_map(matrix: torch.Tensor, query: Query, grid_size: tuple[int, int],
@@ -348,16 +389,21 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_size: tuple
     Returns:
         ``[L, H]`` in pixels.
     """
-    stack = _stack(attentions)  # (L, B, H, N, N)
-    _check_tokens(stack, grid_size, num_prefix_tokens)
+    layers = _layers(attentions)
+    _check_tokens(layers[0], grid_size, num_prefix_tokens)
     if patch_size <= 0:
         raise ValueError(f"patch_size must be positive, not {patch_size}")
     rows, cols = torch.meshgrid(torch.arange(grid_size[0]), torch.arange(grid_size[1]), indexing="ij")
     positions = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()  # (gh*gw, 2)
-    distance = torch.cdist(positions, positions) * patch_size  # (gh*gw, gh*gw) pixels
-    patches = stack[..., num_prefix_tokens:, num_prefix_tokens:].float()  # (L, B, H, gh*gw, gh*gw)
-    per_query = (patches * distance.to(patches.device)).sum(dim=-1)  # (L, B, H, gh*gw)
-    return per_query.mean(dim=(1, 3))  # (L, H)
+    num_tokens, patches = layers[0].shape[-1], grid_size[0] * grid_size[1]
+    # The mean over query patches of sum_j A[i, j] d(i, j) is one inner product of A with the distances, over
+    # 1/(gh*gw): zero distances on the prefix rows and columns drop them, so each layer is one matrix-vector
+    # product over its contiguous [B, H, N*N], with no copy of the patch block.
+    distance = torch.zeros(num_tokens, num_tokens, device=layers[0].device)
+    distance[num_prefix_tokens:, num_prefix_tokens:] = torch.cdist(positions, positions) * patch_size  # pixels
+    per_layer = [(a.float().reshape(*a.shape[:2], -1) @ distance.flatten()).mean(dim=0) / patches  # (H,)
+                 for a in layers]
+    return torch.stack(per_layer)  # (L, H)
 
 
 def mean_attention_distance_over(model: nn.Module, batches: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -424,32 +470,89 @@ def top_predictions(logits: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, tor
     return probabilities.topk(min(k, logits.shape[1]), dim=-1)
 
 
-def _roll(fused: torch.Tensor, discard_ratio: float) -> torch.Tensor:
-    """Rollout of per-layer fused matrices ``[L, B, N, N]`` (discard, + I, rows to 1, multiply)."""
+def _check_discard(discard_ratio: float) -> None:
     if not 0 <= discard_ratio < 1:
         raise ValueError(f"discard_ratio {discard_ratio} must be in [0, 1)")
-    eye = _identity_like(fused[0])  # (B, N, N)
-    result = eye
-    for a in fused:
-        if discard_ratio > 0:
-            a = _discard_smallest(a, discard_ratio)
-        a = a + eye
-        a = a / a.sum(dim=-1, keepdim=True)  # each query's row over the keys sums to 1
+
+
+def _residual_(fused: torch.Tensor, discard_ratio: float) -> torch.Tensor:
+    """One fused layer ``[B, N, N]`` made, in place, what rollout multiplies: discard, + I, each row to 1."""
+    if discard_ratio > 0:
+        _discard_smallest_(fused, discard_ratio)
+    fused.diagonal(dim1=-2, dim2=-1).add_(1)  # + I
+    return fused.div_(fused.sum(dim=-1, keepdim=True))  # each query's row over the keys sums to 1
+
+
+def _empty_layers(layers: list[torch.Tensor]) -> torch.Tensor:
+    """Room for one fused float32 ``[B, N, N]`` per layer of ``[B, H, N, N]``s: ``[L, B, N, N]``."""
+    batch, _, n, _ = layers[0].shape
+    return torch.empty(len(layers), batch, n, n, device=layers[0].device)
+
+
+def _product(layers: torch.Tensor) -> torch.Tensor:
+    """``A_L @ ... @ A_1`` of ``[L, B, N, N]`` (first layer first): ``[B, N, N]``."""
+    result = _identity_like(layers[0])
+    for a in layers:
         result = a @ result
     return result
 
 
-def _discard_smallest(a: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Zero the ``int(N*N*ratio)`` smallest entries of each item ``[B, N, N]``, entry [0, 0] excepted."""
+def _grad_rollout_layers(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor],
+                         discard_ratio: float) -> torch.Tensor:
+    """Gradient rollout's matrices as rollout multiplies them: ``[L, B, N, N]``."""
+    _check_discard(discard_ratio)
+    pairs = _paired(attentions, gradients)
+    prepared = _empty_layers([a for a, _ in pairs])  # (L, B, N, N)
+    for out, (a, g) in zip(prepared, pairs):
+        torch.mean(a.float() * g.float(), dim=1, out=out).clamp_(min=0)  # (B, N, N)
+        _residual_(out, discard_ratio)
+    return prepared
+
+
+def _relevance_layers(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Relevance's ``A_bar = mean_h(clamp(dA * A, 0))`` per block: ``[L, B, N, N]``."""
+    return torch.stack([(g.float() * a.float()).clamp(min=0).mean(dim=1) for a, g in _paired(attentions, gradients)])
+
+
+def _paired(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]
+            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    layers, grads = _layers(attentions), _layers(gradients)
+    if len(layers) != len(grads) or layers[0].shape != grads[0].shape:
+        raise ValueError(f"attentions {(len(layers), *layers[0].shape)} and gradients {(len(grads), *grads[0].shape)} "
+                         "differ in shape")
+    return list(zip(layers, grads))
+
+
+def _class_row(model: nn.Module, images: torch.Tensor, layers: torch.Tensor, residual: bool = False) -> torch.Tensor:
+    """The class map (``class_map``) of the product of ``layers`` ``[L, B, N, N]``, read as a row vector carried
+    through them: ``[B, gh, gw]``. ``residual``: the factors are ``I + A_l`` (relevance), else ``A_l`` (rollout)."""
+    grid, prefix = _grid(model, images), model.num_prefix_tokens
+    _check_tokens(layers, grid, prefix)
+    row = _query_vector(0 if model.cls_token is not None else "patches", layers[0], prefix)  # (B, 1, N)
+    for index in range(len(layers) - 1, -1, -1):  # the last layer's factor is the row's first
+        row = row + row @ layers[index] if residual else row @ layers[index]
+    return row[:, 0, prefix:].reshape(-1, *grid)
+
+
+def _discard_smallest_(a: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Zero, in place, the ``int(N*N*ratio)`` smallest entries of each item ``[B, N, N]``, entry [0, 0] excepted.
+
+    The count-th smallest value is found by selection (``kthvalue``, no sort); entries below it go, and of
+    the entries equal to it, as many as the count still needs, first in raster order."""
     batch, n, _ = a.shape
     count = int(n * n * ratio)
     if count == 0:
         return a
-    flat = a.reshape(batch, n * n)
-    candidates = flat.clone()
+    candidates = a.reshape(batch, n * n).clone()
     candidates[:, 0] = float("inf")  # [0, 0] (the class token on itself) is never a candidate
-    _, smallest = candidates.topk(count, dim=-1, largest=False)  # (B, count)
-    return flat.scatter(-1, smallest, 0.0).reshape(batch, n, n)
+    threshold = candidates.kthvalue(count, dim=-1, keepdim=True).values  # (B, 1)
+    drop = candidates <= threshold
+    if (drop.sum(dim=-1) != count).any():  # ties at the threshold: keep the later ones
+        below = candidates < threshold
+        tied = candidates == threshold
+        still = count - below.sum(dim=-1, keepdim=True)  # (B, 1): tied entries to drop too
+        drop = below | (tied & (tied.cumsum(dim=-1) <= still))
+    return a.masked_fill_(drop.reshape(batch, n, n), 0.0)
 
 
 def _identity_like(matrix: torch.Tensor) -> torch.Tensor:
@@ -460,15 +563,32 @@ def _identity_like(matrix: torch.Tensor) -> torch.Tensor:
 
 def _stack(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
     """L tensors ``[B, H, N, N]`` as one ``[L, B, H, N, N]``."""
-    if isinstance(attentions, torch.Tensor):
-        stack = attentions
+    return attentions if isinstance(attentions, torch.Tensor) and attentions.ndim == 5 else torch.stack(_layers(attentions))
+
+
+def _layers(attentions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """L tensors ``[B, H, N, N]`` (or one stacked ``[L, B, H, N, N]``), checked, as a list without copying."""
+    layers = list(attentions)
+    if len(layers) == 0:
+        raise ValueError("no attention layers given")
+    shape = tuple(layers[0].shape)
+    if any(tuple(a.shape) != shape for a in layers) or len(shape) != 4 or shape[-1] != shape[-2]:
+        raise ValueError(f"expected L attentions [B, H, N, N], got shapes {sorted({tuple(a.shape) for a in layers})}")
+    return layers
+
+
+def _query_vector(query: Query, like: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
+    """The row vector ``[B, 1, N]`` that picks row ``query`` of a ``[B, N, N]`` like ``like`` (for ``"patches"``:
+    the mean of the patch rows)."""
+    batch, num_tokens = like.shape[0], like.shape[-1]
+    vector = torch.zeros(batch, 1, num_tokens, dtype=like.dtype, device=like.device)
+    if query == "patches":
+        vector[..., num_prefix_tokens:] = 1 / (num_tokens - num_prefix_tokens)
+    elif isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
+        vector[..., query] = 1
     else:
-        if len(attentions) == 0:
-            raise ValueError("no attention layers given")
-        stack = torch.stack(list(attentions))
-    if stack.ndim != 5 or stack.shape[-1] != stack.shape[-2]:
-        raise ValueError(f"expected L attentions [B, H, N, N], got shape {tuple(stack.shape)} once stacked")
-    return stack
+        raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
+    return vector
 
 
 def _check_tokens(matrix: torch.Tensor, grid_size: tuple[int, int], num_prefix_tokens: int) -> int:
@@ -513,11 +633,6 @@ def _query_row(matrix: torch.Tensor, query: Query, num_prefix_tokens: int) -> to
     if isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
         return matrix[..., query, :]
     raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
-
-
-def _read_class_map(model: nn.Module, images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """``class_map`` of a ``[B, N, N]`` matrix computed for ``images`` on ``model``: ``[B, gh, gw]``."""
-    return class_map(matrix, _grid(model, images), model.num_prefix_tokens, model.cls_token is not None)
 
 
 # --- attention flow --------------------------------------------------------------------------------

@@ -481,9 +481,9 @@ class AttentionRollout(AttentionAttribution):
                   start_layer: int = 0, progress: Optional[Progress] = None) -> AttributionMaps:
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
             _, attentions = attention.capture(self.model, inputs)
-            matrix = attention.rollout(attentions, head_fusion, discard_ratio, start_layer)  # (B, N, N)
-            return attention.class_map(matrix, _grid(inputs, self.card), self.card.num_prefix_tokens,
-                                       self.card.has_class_token)
+            layers = attention.rollout_layers(attentions, head_fusion, discard_ratio, start_layer)  # (L', B, N, N)
+            return attention.rollout_row(layers, 0 if self.card.has_class_token else "patches",
+                                         _grid(inputs, self.card), self.card.num_prefix_tokens)  # the class row
 
         return self._maps(images, target, progress, 1, maths)
 
