@@ -23,9 +23,15 @@ Options = tuple[tuple[str, int], ...]
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the model…")
-def cached_probabilities(_model: torch.nn.Module, model_key: str, image_key: str, _inputs: torch.Tensor) -> torch.Tensor:
+def cached_probabilities(_model: torch.nn.Module, model_key: str, image_key: str,
+                         _inputs: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The class probabilities, and the seconds their forward pass took on this machine: the unit of every
+    method's cost estimate (no pass of its own; on a model's first pass it errs long, by its warm-up)."""
     with torch.no_grad():
-        return _model(_inputs)[0].float().softmax(dim=-1).cpu()  # (C,)
+        start = time.perf_counter()
+        logits = _model(_inputs)
+        seconds = time.perf_counter() - start
+    return logits[0].float().softmax(dim=-1).cpu(), seconds  # (C,), s
 
 
 # Once per (model, image, method, class, options). The progress bar is made inside, so a cache hit
@@ -51,17 +57,6 @@ def cached_curves(_model: torch.nn.Module, model_key: str, image_key: str, metho
                                              progress=lambda done: bar.progress(0.5 + done / 2, text=f"{method}: insertion"))
     bar.empty()
     return deletion, insertion
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_forward_seconds(_model: torch.nn.Module, model_key: str, _inputs: torch.Tensor) -> float:
-    """One forward pass's seconds on this machine, the unit of every method's cost estimate. Once per model, not
-    per image: every image reaches the model at its own input size. Called after ``cached_probabilities``, whose
-    pass has warmed the model."""
-    with torch.no_grad():
-        start = time.perf_counter()
-        _model(_inputs)
-    return time.perf_counter() - start
 
 
 @st.cache_data(max_entries=4, show_spinner="Averaging 256 shapes training items: the colour deletion fills with…")
@@ -118,7 +113,7 @@ card, model = ctx.card, ctx.model
 if not card.num_classes:
     st.info(f"**{card.name}** has no classification head: there is no class score to attribute.")
     st.stop()
-probability = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
+probability, seconds_per_pass = cached_probabilities(model, ctx.model_key, ctx.image_key, ctx.inputs)
 methods, target, settings, steps, resolution = attribution_controls(ctx, probability)
 truth = f"; the true class is **{ctx.true_label}**" if ctx.true_label else ""
 st.caption(f"{ctx.image_label}{truth}. Each map explains the score of **{card.class_names[target]}**. Units differ "
@@ -145,7 +140,6 @@ alone = o2.checkbox("Each map alone beside it", key="attr_alone",
 # Cheapest first, each drawn as soon as it is done: rollout, saliency and relevance show in a second or two,
 # then each many-pass method with its progress bar and the time it is expected to take.
 costs = {name: METHODS[name].passes(card, **dict(method_options(name, settings))) for name in methods}
-seconds_per_pass = cached_forward_seconds(model, ctx.model_key, ctx.inputs)
 slot, note = st.empty(), st.empty()
 results: dict[str, AttributionMaps] = {}
 for name in sorted(methods, key=costs.get):
