@@ -11,6 +11,7 @@ import ui
 from vitviz import jigsaw, plots
 from vitviz.models import ModelCard
 from vitviz.patches import a_grid
+from vitviz.registry import list_models
 
 ALL, SOME, REGION = "All patches", "k random patches", "A region"
 ANIMATION_BUDGET = 2_000_000  # pixel values (frames x 3 x H x W) an animation may send to the browser
@@ -77,21 +78,23 @@ def switch_model(label: str, ref: str) -> None:
 def offer_best_jigsaw(card: ModelCard) -> None:
     """Without a jigsaw head: say so and offer the picker's best jigsaw model in one click. With one that is not the
     best the picker has: a one-click switch to it, under the title."""
-    best = jigsaw.best_jigsaw_checkpoint()
+    jigsaws = [entry for entry in list_models() if entry.kind == "jigsaw"]  # one listing: this runs on every rerun
+    best = jigsaw.best_jigsaw_checkpoint(jigsaws)
+    placed = jigsaw.patches_placed(best) if best is not None else 0.0
     if card.has_jigsaw_head:
-        if best is not None and best.ref != card.name and jigsaw.patches_placed(best) > 0:
-            st.button(f"Switch to {best.ref}, which puts back about {jigsaw.patches_placed(best):.0f} patches of a "
-                      "photo it never saw", key="jig_switch", on_click=switch_model, args=(best.label, best.ref))
+        if best is not None and best.ref != card.name and placed > 0:
+            st.button(f"Switch to {best.ref}, which puts back about {placed:.0f} patches of a photo it never saw",
+                      key="jig_switch", on_click=switch_model, args=(best.label, best.ref))
         return
+    why = (f"**{card.name}** has no jigsaw head, so it cannot say where a patch belongs. This view needs a model "
+           "pretrained on the jigsaw task: ")
     if best is None:
-        st.info(f"**{card.name}** has no jigsaw head, so it cannot say where a patch belongs. This view needs a model "
-                "pretrained on the jigsaw task: train one on the Train view, or with `python -m training pretrain` "
-                "(the starters are `starter-jigsaw` and `starter-jigsaw-16`).")
+        st.info(why + "train one on the Train view, or with `python -m training pretrain` (the starters are "
+                "`starter-jigsaw` and `starter-jigsaw-16`).")
     else:
-        others = [ref for ref in jigsaw.jigsaw_checkpoints() if ref != best.ref]
-        st.info(f"**{card.name}** has no jigsaw head, so it cannot say where a patch belongs. This view needs a model "
-                f"pretrained on the jigsaw task: **{best.ref}** puts back the most patches of photos it never saw"
-                + (f" (also in the picker: {', '.join(f'**{ref}**' for ref in others)})." if others else "."))
+        others = [f"**{entry.ref}**" for entry in jigsaws if entry.ref != best.ref]
+        st.info(why + f"**{best.ref}** puts back the most patches of photos it never saw"
+                + (f" (also in the picker: {', '.join(others)})." if others else "."))
         st.button(f"Switch to {best.ref}", key="jig_switch", type="primary", on_click=switch_model, args=(best.label, best.ref))
     st.stop()
 

@@ -8,11 +8,11 @@ float16 keeps 11 significant bits: a trained ViT's logits move by about 1e-3, so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from vitviz.checkpoints import read_sidecar, read_weights, save_checkpoint
+from vitviz.checkpoints import load_state, read_weights, save_checkpoint
 from vitviz.models import create_vit
 
 from .accuracy import evaluate_checkpoint
@@ -53,9 +53,9 @@ def halve_checkpoint(config: HalveConfig, command: Sequence[str] = ()) -> tuple[
     before = scores()
     grid = sidecar.get("jigsaw", {}).get("grid")
     model = create_vit(sidecar["architecture"], jigsaw_grid=tuple(grid) if grid else None)
-    model.load_state_dict(state)
-    storage: dict[str, Any] = {"dtype": "float16", "command": list(command), "metrics_float32": before}
-    save_checkpoint(model, path, {**sidecar, "storage": storage}, dtype=torch.float16)
+    load_state(model, state, path.name)
+    sidecar = {**sidecar, "storage": {"dtype": "float16", "command": list(command), "metrics_float32": before}}
+    save_checkpoint(model, path, sidecar, dtype=torch.float16)  # written first: the float16 file is what is scored
     after = scores()
-    save_checkpoint(model, path, {**read_sidecar(path), "metrics": after}, dtype=torch.float16)
+    save_checkpoint(model, path, {**sidecar, "metrics": after}, dtype=torch.float16)
     return path, before, after
