@@ -22,7 +22,7 @@ DATASETS = {
     "pretrain": {"photos:1+procedural:1": "photos + procedural (mixture)", "photos": "photos",
                  "procedural": "procedural", "shapes": "shapes", "digits": "digits"},
 }
-FOLDER = "folder"
+FOLDER, CROPS = "folder", "crops"
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
 LAUNCHED, NOTICE = "train_launched", "train_notice"  # messages for the next run: what a launch, a cancel did
@@ -36,9 +36,16 @@ def run_options() -> JobSpec:
     left, right = st.columns(2)
     with left:
         datasets = {**DATASETS[task], **upload_choices(), FOLDER: "An image folder (one sub-folder per class)…"}
+        if task == "pretrain":
+            datasets[CROPS] = "A folder of your photos (no classes needed)…"
         data = st.selectbox("Dataset", list(datasets), format_func=datasets.get, key=f"train_data_{task}")
         if data == FOLDER:
             data = "folder:" + st.text_input("Image folder (absolute path)", key="train_folder").strip()
+        elif data == CROPS:
+            data = "crops:" + st.text_input(
+                "Photo folder (absolute path)", key="train_crops",
+                help="Every image in it and its sub-folders, as random crops; one in ten is held out to score "
+                     "the puzzle on.").strip()
         init = ""
         if task == "finetune":
             checkpoints = {e.ref: e.label for e in list_models() if e.source in ("checkpoint", "timm")}

@@ -72,6 +72,17 @@ def test_bad_choices_are_refused_with_their_reason(folders):
     assert at.selectbox(key="train_data_pretrain").value == "photos:1+procedural:1"
     assert "train_init" not in [s.key for s in at.selectbox]
     assert at.text_input(key="train_name_pretrain").value == "my-jigsaw-1"
+    # your own photos, no classes: a folder of any layout, checked before anything starts
+    at.selectbox(key="train_data_pretrain").set_value("crops").run()
+    at.text_input(key="train_crops").set_value("photos/mine")
+    at.button(key="train_launch").click().run()
+    assert errors(at) == ["dataset folder 'photos/mine' is not an absolute path: the training process does not run "
+                          "where the app does"]
+    (folders / "notes").mkdir()
+    (folders / "notes" / "todo.txt").write_text("no photos here")
+    at.text_input(key="train_crops").set_value(str(folders / "notes"))
+    at.button(key="train_launch").click().run()
+    assert errors(at)[0].startswith(f"The folder {folders / 'notes'} holds no image files")
     assert not at.exception and JobRunner().jobs() == []
 
 

@@ -3,6 +3,7 @@
 import math
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -391,6 +392,101 @@ def test_damaged_cifar_is_a_clear_error(tmp_path, monkeypatch):
     damaged_message = r"CIFAR-100 under .*cifar-100-python is incomplete or damaged .* download it again"
     with pytest.raises(DataError, match=damaged_message):
         build_data("cifar100", "test", 32)
+
+
+# --- crops:PATH: your own photos for the jigsaw pretext ------------------------------------------------
+
+
+@pytest.fixture
+def album(tmp_path):
+    """40 solid-colour images (red and green encode the item) at any depth and size, one corrupt, one text file."""
+    root = tmp_path / "album"
+    for i in range(40):
+        folder = root / ("trips" if i % 3 else "") / ("2025" if i % 5 == 0 else "")
+        _solid(folder / f"img{i}.png", (5 * i + 3, 250 - 5 * i, 77), size=(300 + 7 * i, 200 + 11 * i))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def _colours(images: torch.Tensor) -> set:
+    """Each crop's colour, from one pixel (every image is one flat colour)."""
+    return {tuple(c) for c in torch.round(images[:, :, 5, 5] * 255).long().tolist()}
+
+
+def test_crops_split_the_photos_of_a_folder_by_photo(album):
+    colour = {p.relative_to(album).as_posix(): (5 * int(p.stem[3:]) + 3, 250 - 5 * int(p.stem[3:]), 77)
+              for p in album.rglob("img*.png")}
+    # One image in ten is held out, chosen by a CRC-32 of its path under the folder.
+    held = {name for name in colour if zlib.crc32(name.encode()) % 10 == 0}
+    assert 0 < len(held) < len(colour)
+    seen = {}
+    for split in ("train", "val", "test"):
+        with pytest.warns(UserWarning, match=r"1 of 41 image files under .* skipped: broken\.jpg"):
+            data = build_data(f"crops:{album}", split, 24)
+        assert data.num_classes == 0 and data.skipped == 1 and data.name == f"crops:{album}"
+        images, labels = data.sample(400, _gen(1))
+        assert images.shape == (400, 3, 24, 24) and (labels == -1).all()
+        seen[split] = _colours(images)
+        allowed = {colour[n] for n in colour if (n in held) == (split != "train")}
+        assert seen[split] <= allowed
+    assert seen["train"] == {colour[n] for n in colour if n not in held}  # 400 draws reach every train photo
+    assert seen["val"] == seen["test"] == {colour[n] for n in held}
+    # Crops, not whole images resized: the train split zooms (10-100% of the area), the held-out split does not flip.
+    big = Image.new("RGB", (256, 256))
+    big.paste((255, 0, 0), (0, 0, 128, 256))  # left half red, right half blue
+    big.paste((0, 0, 255), (128, 0, 256, 256))
+    single = album.parent / "single"
+    single.mkdir()
+    big.save(single / next(f"{i}.png" for i in range(100) if not _held_out(f"{i}.png")))  # a training photo
+    red_share = build_data(f"crops:{single}", "train", 16).sample(200, _gen(2))[0][:, 0].mean(dim=(1, 2))
+    assert (red_share > 0.99).any() and (red_share < 0.01).any()  # small crops land inside one half
+
+
+def _held_out(name: str) -> bool:
+    return zlib.crc32(name.encode()) % 10 == 0
+
+
+def test_crops_in_a_mixture_and_check_spec(album, monkeypatch):
+    monkeypatch.chdir(album.parent)
+    assert check_spec("crops:album:2+photos") == f"crops:{album}:2+photos:1"
+    assert check_spec(f"crops:{album}") == f"crops:{album}"
+    with pytest.warns(UserWarning, match="skipped"):
+        data = build_data("crops:album:3+procedural:1", "train", 16)
+    assert data.num_classes == 0 and data.sample(8, _gen())[0].shape == (8, 3, 16, 16)
+    with pytest.raises(DataError, match="has no labels to fine-tune on"):
+        check_spec("crops:album", labeled=True)
+    assert "crops:PATH" in describe_specs()
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({}, r"The folder .* is empty"),
+    ({"a.txt": "text"}, r"The folder .* holds no image files \(looked for \.jpg"),
+    ({"a.png": "not a png"}, r"None of the 1 image files under .* could be read; the first, a\.png, gave"),
+])
+def test_bad_crops_folders_get_one_clear_sentence(tmp_path, layout, message):
+    root = tmp_path / "mine"
+    root.mkdir()
+    for name, text in layout.items():
+        (root / name).write_text(text)
+    with pytest.raises(DataError, match=message):
+        build_data(f"crops:{root}", "train", 16)
+    if layout != {"a.png": "not a png"}:  # check_spec reads no image, so it cannot know that one
+        with pytest.raises(DataError, match=message):
+            check_spec(f"crops:{root}")
+    with pytest.raises(DataError, match=r"'crops:' needs a path after it"):
+        build_data("crops:", "train", 16)
+
+
+def test_a_crops_folder_too_small_to_hold_one_out_says_what_to_do(tmp_path):
+    root = tmp_path / "few"
+    names = [f"{i}.png" for i in range(30) if not _held_out(f"{i}.png")][:3]
+    for name in names:
+        _solid(root / name, (200, 10, 10))
+    assert build_data(f"crops:{root}", "train", 16).sample(2, _gen())[0].shape == (2, 3, 16, 16)
+    with pytest.raises(DataError, match=r"None of the 3 readable images under .* is held out for val and test .* "
+                                        r"--eval-data photos"):
+        build_data(f"crops:{root}", "val", 16)
 
 
 # --- specs and arguments ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ into a temporary HF_HOME exactly as it would from huggingface.co (HF_ENDPOINT po
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from huggingface_hub import constants
 from safetensors.torch import save
 
 from hubserver import StandInHub
@@ -70,9 +72,11 @@ def test_fetch_downloads_with_progress_then_the_model_loads_with_imagenet_names(
         torch.testing.assert_close(model(images), reference(images))  # the served weights, not random ones
 
 
-def test_a_dropped_connection_is_retried_and_a_broken_download_keeps_nothing(served_weights, hub_env, monkeypatch):
+def test_a_dropped_connection_is_retried_and_a_broken_download_resumes_on_the_next_click(served_weights, hub_env,
+                                                                                        monkeypatch):
     _, data = served_weights
     key = (REPO, "model.safetensors")
+    etag = hashlib.sha256(data).hexdigest()
     with StandInHub({key: data}) as stand_in:
         monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
         # one drop at a third: huggingface_hub tries again within the same download and finishes
@@ -82,17 +86,57 @@ def test_a_dropped_connection_is_retried_and_a_broken_download_keeps_nothing(ser
         assert path.read_bytes() == data and seen[-1] == (len(data), len(data))
         assert sum(r[0] == "GET" for r in stand_in.requests) == 2
         assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))  # progress only moves forward
+        assert not hub.partial_download(hub.HubFile(REPO, "model.safetensors"), etag).exists()
     monkeypatch.setenv("HF_HOME", str(hub_env.parent / "fresh"))
+    partial = hub.partial_download(hub.HubFile(REPO, "model.safetensors"), etag)
+    # Bytes reach the disk a chunk at a time (huggingface_hub's DOWNLOAD_CHUNK_SIZE, 10 MB): break on chunk ends.
+    third, two_thirds = constants.DOWNLOAD_CHUNK_SIZE, 2 * constants.DOWNLOAD_CHUNK_SIZE
+    assert two_thirds < len(data)
     with StandInHub({key: data}) as stand_in:
         monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
-        stand_in.break_after[key] = (len(data) // 3, 1000)  # the server dies at a third, every time
-        with pytest.raises(DownloadError, match=f"The download of {NAME} broke off .* press Download again"):
+        stand_in.break_after[key] = (third, 1000)  # the server dies at a third, every time
+        with pytest.raises(DownloadError, match=rf"The download of {NAME} broke off after {third / 1e6:.1f} MB of "
+                                                rf"{len(data) / 1e6:.1f} MB .* press Download again .* resume"):
             hub.download_weights(NAME)
         assert hub.cached_weights(NAME) is None  # no poisoned cache entry
         with pytest.raises(WeightsNotDownloaded):
             load_model(NAME, device="cpu")
-        stand_in.break_after.clear()  # the next click completes
-        assert hub.download_weights(NAME).read_bytes() == data and hub.cached_weights(NAME) is not None
+        assert partial.read_bytes() == data[:third]  # what came is kept, outside the cache
+        # the second click asks only for the rest, and breaks off again at two thirds
+        stand_in.requests.clear()
+        stand_in.break_after[key] = (two_thirds, 1000)
+        with pytest.raises(DownloadError, match="broke off"):
+            hub.download_weights(NAME)
+        gets = [r[2] for r in stand_in.requests if r[0] == "GET"]  # then huggingface_hub's own retries
+        assert gets[0] == f"bytes={third}-" and set(gets[1:]) == {f"bytes={two_thirds}-"}
+        assert partial.read_bytes() == data[:two_thirds]
+        stand_in.break_after.clear()  # the third click completes from two thirds
+        stand_in.requests.clear()
+        seen = []
+        path = hub.download_weights(NAME, progress=lambda done, total: seen.append(done))
+        assert [r[2] for r in stand_in.requests if r[0] == "GET"] == [f"bytes={two_thirds}-"]
+        assert seen[0] >= two_thirds and seen[-1] == len(data)  # the bar starts where the last try stopped
+        assert path.read_bytes() == data and hub.cached_weights(NAME) == path and not partial.exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert load_model(NAME, device="cpu").card.label_set == "ImageNet-1k"
+
+
+def test_a_damaged_partial_download_is_caught_by_its_checksum_and_started_again(served_weights, hub_env,
+                                                                                  monkeypatch):
+    _, data = served_weights
+    key = (REPO, "model.safetensors")
+    partial = hub.partial_download(hub.HubFile(REPO, "model.safetensors"), hashlib.sha256(data).hexdigest())
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * (len(data) // 2))  # the right length of the wrong bytes
+    with StandInHub({key: data}) as stand_in:
+        monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+        with pytest.raises(DownloadError, match=f"The download of {NAME} does not match its SHA-256 .* deleted"):
+            hub.download_weights(NAME)
+        assert hub.cached_weights(NAME) is None and not partial.exists()
+        partial.write_bytes(data + b"more")  # longer than the file: not a prefix of it, so it is dropped
+        stand_in.requests.clear()
+        assert hub.download_weights(NAME).read_bytes() == data
+        assert [r[2] for r in stand_in.requests if r[0] == "GET"] == [""]
 
 
 def test_no_network_or_downloads_off_fail_fast_with_one_sentence(hub_env, monkeypatch):

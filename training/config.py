@@ -69,7 +69,7 @@ class TrainConfig:
     run_dir: str = "runs"  # RUN_DIR/NAME/ holds the last checkpoint, resume state and metrics.jsonl
     resume: bool = False  # continue the run in RUN_DIR/NAME from its last checkpoint (same options)
     # data
-    data: str = "shapes"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, upload:NAME, or a mixture like photos:1+procedural:1
+    data: str = "shapes"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, upload:NAME, or a mixture like photos:1+procedural:1
     eval_data: str = ""  # dataset spec for evaluation; empty = the training data
     eval_images: int = 512  # size of the fixed evaluation set drawn from each split
     # model
@@ -108,7 +108,7 @@ class PretrainConfig(TrainConfig):
     """Jigsaw pretext: shuffled patch tokens without positions, predict each one's grid position."""
 
     name: str = "my-jigsaw"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
-    data: str = "photos:1+procedural:1"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, or a mixture like photos:1+procedural:1
+    data: str = "photos:1+procedural:1"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, or a mixture like photos:1+procedural:1
     image_size: int = 32  # input side in pixels; a coarser grid than the fine-tune's is fine (the blocks see no positions)
     lr: float = 2e-3  # peak learning rate, reached after the warm-up
     key_drop: float = 0.0  # fraction of patch tokens hidden from the attention keys (harder puzzles); in [0, 1)

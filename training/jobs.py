@@ -117,7 +117,7 @@ class JobSpec:
 
     task: Task  # "pretrain" (jigsaw pretext) or "finetune" (classification)
     name: str  # checkpoint name: <jobs root>/models/NAME.safetensors + NAME.json
-    data: str = "shapes"  # a bundled data set, a mixture like photos:1+procedural:1, folder:PATH or upload:NAME
+    data: str = "shapes"  # a bundled data set, a mixture like photos:1+procedural:1, folder:PATH, crops:PATH or upload:NAME
     init: str = ""  # finetune: a checkpoint's name (jigsaw or classifier) or a timm ViT name; "" = random weights
     model: str = "micro"  # size preset when starting from random weights
     image_size: int = 32  # input side in pixels
@@ -373,8 +373,9 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
     if not isinstance(spec.data, str) or not spec.data.strip():
         raise JobSpecError("data", "no data set chosen")
     data = spec.data.strip()
-    if data.startswith("folder:") and not Path(data[len("folder:"):].strip()).expanduser().is_absolute():
-        raise JobSpecError("data", f"dataset folder {data[len('folder:'):].strip()!r} is not an absolute path: "
+    source, _, path = data.partition(":")
+    if source in ("folder", "crops") and not Path(path.strip()).expanduser().is_absolute():
+        raise JobSpecError("data", f"dataset folder {path.strip()!r} is not an absolute path: "
                                    "the training process does not run where the app does")
     try:
         config = check_config(_config(replace(spec, data=data), folder))

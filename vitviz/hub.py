@@ -40,6 +40,7 @@ __all__ = [
     "catalogue",
     "download_weights",
     "hub_files",
+    "partial_download",
 ]
 
 CATALOGUE_PATH = Path(__file__).resolve().parent / "catalogue.json"
@@ -140,7 +141,11 @@ def cached_weights(name: str) -> Optional[Path]:
 
 
 def download_weights(name: str, progress: Optional[Progress] = None, show_bar: bool = False) -> Path:
-    """Download ``name``'s pretrained weights into the huggingface_hub cache (resuming a broken-off one).
+    """Download ``name``'s pretrained weights into the huggingface_hub cache, resuming a broken-off download.
+
+    A download that breaks off keeps its bytes outside the cache (``partial_download``); the next call asks the
+    Hub for the rest only (an HTTP ``Range`` request) and checks the whole file's size and SHA-256 before it
+    becomes a cache entry.
 
     Args:
         name: a timm name (with its pretrained tag) or ``hf-hub:ORG/NAME``.
@@ -152,8 +157,9 @@ def download_weights(name: str, progress: Optional[Progress] = None, show_bar: b
 
     Raises:
         DownloadError: downloads are off (``HF_HUB_OFFLINE``), the Hub cannot be reached (within about
-            ``ETAG_TIMEOUT_S`` seconds), the name has no weights on the Hub, or the transfer broke off; the
-            message says what to do. A broken-off or unreadable file never becomes a cache entry.
+            ``ETAG_TIMEOUT_S`` seconds), the name has no weights on the Hub, the transfer broke off (its bytes
+            are kept for the next call), or the whole file does not match its SHA-256 or is not readable weights
+            (it is deleted); the message says what to do. None of these ever becomes a cache entry.
     """
     files = hub_files(name)
     if not files:
@@ -169,21 +175,103 @@ def download_weights(name: str, progress: Optional[Progress] = None, show_bar: b
 
 
 def _download(name: str, file: HubFile, progress: Optional[Progress], show_bar: bool) -> Path:
-    from huggingface_hub import constants, hf_hub_download
+    """``file`` in the cache, fetched if need be, continuing from where an earlier try broke off.
+
+    huggingface_hub retries a dropped connection within one download but deletes what it got when that download
+    fails, so a second click would start again from zero. The bytes go instead to ``blobs/<etag>.incomplete`` in
+    the repository's cache folder, through huggingface_hub's own ``http_get`` (its ``Range`` requests and
+    retries), under its lock for that blob. A finished file must have the size the Hub announced and, where the
+    ETag is a SHA-256 (every LFS file), that hash; only then is it renamed to ``blobs/<etag>``, and
+    ``hf_hub_download`` makes the snapshot link and the ref exactly as for its own downloads.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     started = time.monotonic()
     _reachable(name, file)
+    endpoint = os.environ.get("HF_ENDPOINT") or None
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; the environment now (checked by the caller) decides.
     was_offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
     try:
-        found = hf_hub_download(file.repo_id, file.filename, cache_dir=str(cache_dir()),
-                                endpoint=os.environ.get("HF_ENDPOINT") or None, etag_timeout=ETAG_TIMEOUT_S,
-                                tqdm_class=_progress_class(progress, show_bar))
+        meta = get_hf_file_metadata(hf_hub_url(file.repo_id, file.filename, endpoint=endpoint),
+                                    timeout=ETAG_TIMEOUT_S, endpoint=endpoint)
+        if meta.etag and meta.commit_hash:
+            _fetch_blob(name, file, meta, progress, show_bar)
+        # The blob is in place (or the Hub gave no ETag): this links it into the snapshot, or downloads it whole.
+        found = hf_hub_download(file.repo_id, file.filename, cache_dir=str(cache_dir()), endpoint=endpoint,
+                                etag_timeout=ETAG_TIMEOUT_S, tqdm_class=_progress_class(progress, show_bar))
+    except DownloadError:
+        raise
     except Exception as e:  # huggingface_hub and httpx raise many kinds: each becomes one sentence
         raise DownloadError(_explain(name, file, e, time.monotonic() - started)) from None
     finally:
         constants.HF_HUB_OFFLINE = was_offline
     return Path(found)
+
+
+def partial_download(file: HubFile, etag: str) -> Path:
+    """Where the bytes of ``file`` (whose Hub ETag is ``etag``) gather until it is whole: ``blobs/<etag>.incomplete``."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache_dir() / repo_folder_name(repo_id=file.repo_id, repo_type="model") / "blobs" / f"{etag}.incomplete"
+
+
+def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], show_bar: bool) -> None:
+    """Fetch ``file``'s blob into the cache, resuming its ``partial_download``; see ``_download``."""
+    from huggingface_hub.file_download import http_get, repo_folder_name
+    from huggingface_hub.utils import WeakFileLock, build_hf_headers
+
+    partial = partial_download(file, meta.etag)
+    blob = partial.with_suffix("")
+    if blob.exists():
+        return
+    lock = cache_dir() / ".locks" / repo_folder_name(repo_id=file.repo_id, repo_type="model") / f"{meta.etag}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(str(lock)):
+        if blob.exists():  # another process finished it while this one waited
+            return
+        have = partial.stat().st_size if partial.exists() else 0
+        if meta.size is not None and have > meta.size:  # not a prefix of this file: start again
+            partial.unlink()
+            have = 0
+        headers = build_hf_headers()
+        headers["Accept-Encoding"] = "identity"  # byte offsets must be the file's own
+        try:
+            with partial.open("ab") as out:
+                http_get(meta.location, out, resume_size=have, headers=headers, expected_size=meta.size,
+                         displayed_filename=file.filename, tqdm_class=_progress_class(progress, show_bar))
+        except Exception as e:
+            got = partial.stat().st_size if partial.exists() else 0
+            if meta.size is not None and got > meta.size:
+                partial.unlink(missing_ok=True)
+            total = f" of {_mb(meta.size)}" if meta.size else ""
+            text = str(e).split("\n")[0]
+            raise DownloadError(f"The download of {name} broke off after {_mb(got)}{total} ({type(e).__name__}: "
+                                f"{text}); those bytes are kept outside the cache: press Download again (or rerun "
+                                f"python -m vitviz fetch {name}) to resume from there.") from None
+        if _is_sha256(meta.etag) and _sha256(partial) != meta.etag:
+            partial.unlink()
+            raise DownloadError(f"The download of {name} does not match its SHA-256 on the Hub (the file changed, "
+                                f"or bytes were damaged on the way); it was deleted: press Download again.")
+        os.replace(partial, blob)
+
+
+def _is_sha256(etag: str) -> bool:
+    return len(etag) == 64 and all(c in "0123456789abcdef" for c in etag.lower())
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _reachable(name: str, file: HubFile) -> None:
@@ -216,7 +304,7 @@ def _explain(name: str, file: HubFile, error: Exception, seconds: float) -> str:
     if "consistency check failed" in text.lower() or "incomplete" in text.lower() or kind in (
             "RemoteProtocolError", "ReadError", "ChunkedEncodingError", "ReadTimeout"):
         return (f"The download of {name} broke off ({text}); nothing broken was kept: press Download again "
-                f"(or rerun python -m vitviz fetch {name}) to resume.")
+                f"(or rerun python -m vitviz fetch {name}) to try again.")
     if kind in ("LocalEntryNotFoundError", "ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException",
                 "HfHubHTTPError", "HTTPError", "OSError") or isinstance(error, OSError):
         return _offline_sentence(name, f"the Hugging Face Hub could not be reached in {seconds:.0f} s ({text})")

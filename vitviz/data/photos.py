@@ -1,7 +1,9 @@
-"""``photos``: unlabeled random crops of the bundled sample photos (``vitviz.samples``).
+"""``photos`` and ``crops:PATH``: unlabeled random crops of photos, for the jigsaw pretext.
 
-Photo-level split: train crops come from ``TRAIN_PHOTOS``, val and test crops from ``HELD_OUT_PHOTOS``, so no
-seed can put a held-out photo into training. Photos are stored at most ``_PHOTO_MAX_SIDE`` (512) pixels on a
+``photos`` crops the bundled sample photos (``vitviz.samples``); ``crops:PATH`` every image under a folder of
+your own (searched recursively, any layout, no labels). Photo-level split: ``photos`` trains on ``TRAIN_PHOTOS``
+and holds out ``HELD_OUT_PHOTOS``; ``crops:PATH`` holds out one image in ``CROPS_HELD_OUT`` (10), chosen by a
+CRC-32 of its path under PATH, for val and test. So no seed can put a held-out photo into training. Photos are stored at most ``_PHOTO_MAX_SIDE`` (512) pixels on a
 side, padded to one canvas ``[P, 3, H, W]`` on the device with an average-pooled pyramid, so every crop is read
 at 1-2x its output size (antialiased).
 
@@ -11,19 +13,22 @@ Train: random resized crops (10-100% of the area, aspect 3/4 to 4/3) and flips. 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batches import ImageBatches, _crop_boxes, _flip, _rand, _randint, _roi_crops
+from .batches import DataError, ImageBatches, _crop_boxes, _flip, _rand, _randint, _roi_crops
 
-__all__: list[str] = []
+__all__ = ["CROPS_HELD_OUT"]
 
 _PHOTO_MAX_SIDE = 512  # photos are stored at most this large; crops are at most this sharp
+CROPS_HELD_OUT = 10  # crops:PATH holds out one image in this many (by a hash of its path) for val and test
 
 
 @dataclass(frozen=True)
@@ -34,26 +39,30 @@ class _PhotoStack:
     sizes: Tensor  # (P, 2) height and width of each photo at level 0, float
 
 
-@lru_cache(maxsize=None)
-def _photo_arrays(names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+def _shrunk(image) -> np.ndarray:
+    """``[H, W, 3]`` uint8 of an RGB PIL image, shrunk (LANCZOS) to at most ``_PHOTO_MAX_SIDE`` on a side."""
     from PIL import Image
 
+    scale = _PHOTO_MAX_SIDE / max(image.size)
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8)
+
+
+@lru_cache(maxsize=None)
+def _photo_arrays(names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     from ..samples import load_sample
 
-    arrays = []
-    for name in names:
-        image = load_sample(name)
-        scale = _PHOTO_MAX_SIDE / max(image.size)
-        if scale < 1:
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.Resampling.LANCZOS)
-        arrays.append(np.asarray(image, dtype=np.uint8))  # (H, W, 3)
-    return tuple(arrays)
+    return tuple(_shrunk(load_sample(name)) for name in names)
 
 
 @lru_cache(maxsize=8)
 def _photo_stack(names: tuple[str, ...], device: torch.device) -> _PhotoStack:
-    arrays = _photo_arrays(names)
+    return _stack(_photo_arrays(names), device)
+
+
+def _stack(arrays: tuple[np.ndarray, ...], device: torch.device) -> _PhotoStack:
     canvas_h = max(a.shape[0] for a in arrays)
     canvas_w = max(a.shape[1] for a in arrays)
     padded = []
@@ -103,3 +112,63 @@ class _Photos(ImageBatches):
         if augment:
             images = _flip(images, u[:, 4] < 0.5)
         return images, self._unlabeled(n)
+
+
+# --- crops:PATH -----------------------------------------------------------------------------------
+
+
+def _held_out(relative: str) -> bool:
+    """Whether the image at ``relative`` (its path under the folder, "/"-separated) is in val and test."""
+    return zlib.crc32(relative.encode("utf-8")) % CROPS_HELD_OUT == 0
+
+
+@lru_cache(maxsize=4)
+def _crops_files(root: str, fingerprint: tuple) -> tuple[tuple[tuple[str, np.ndarray], ...], tuple[tuple[str, str], ...]]:
+    """Every readable image under ``root`` as (relative path, shrunk array), and the unreadable ones and why.
+
+    ``fingerprint`` (every file's path, time and size) makes a changed folder read again.
+    """
+    from ..images import ImageLoadError, load_image
+    from .folders import _image_files
+
+    read, skipped = [], []
+    for path in _image_files(Path(root)):
+        relative = path.relative_to(root).as_posix()
+        try:
+            read.append((relative, _shrunk(load_image(path))))
+        except ImageLoadError as e:
+            skipped.append((relative, str(e)))
+    return tuple(read), tuple(skipped)
+
+
+class _Crops(_Photos):
+    """``crops:PATH``: random crops of every image under a folder, split by photo (see the module docstring)."""
+
+    def __init__(self, path_text: str, split: str, image_size: int, device: torch.device):
+        from .folders import IMAGE_EXTENSIONS, _fingerprint, _folder_root, _image_files
+
+        root = _folder_root(path_text)
+        if not _image_files(root):
+            raise DataError(f"The folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)}, "
+                            "in it and its sub-folders).")
+        read, skipped = _crops_files(str(root), _fingerprint(root))
+        if not read:
+            first, reason = skipped[0]
+            raise DataError(f"None of the {len(skipped)} image files under {root} could be read; the first, "
+                            f"{first}, gave: {reason}")
+        held = split != "train"
+        chosen = [(name, array) for name, array in read if _held_out(name) == held]
+        if not chosen:
+            which = "held out for val and test" if held else "left for training"
+            raise DataError(f"None of the {len(read)} readable images under {root} is {which} (one image in "
+                            f"{CROPS_HELD_OUT} is held out, by a hash of its path); add images, or evaluate on "
+                            "another source (e.g. --eval-data photos).")
+        notes = []
+        if skipped:
+            listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
+            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            notes.append(f"{len(skipped)} of {len(read) + len(skipped)} image files under {root} could not be "
+                         f"read and were skipped: {listed}{more}")
+        ImageBatches.__init__(self, f"crops:{root}", split, image_size, device, skipped=len(skipped), notes=notes)
+        self.photo_names = tuple(name for name, _ in chosen)
+        self.stack = _stack(tuple(array for _, array in chosen), device)

@@ -21,24 +21,26 @@ from torch import Tensor
 from .batches import _SPLIT_CODES, DataError, DeviceLike, ImageBatches, Split, _check_image_size, _check_split, _Stack
 from .cifar import _CIFAR, _cifar, _cifar_root, data_root
 from .digits import _DIGIT_CLASSES, _digits
-from .folders import _folder, _folder_classes
+from .folders import IMAGE_EXTENSIONS, _folder, _folder_classes, _folder_root, _image_files
 from .mixtures import _Mixture
-from .photos import _Photos
+from .photos import CROPS_HELD_OUT, _Crops, _Photos
 from .procedural import _Procedural
 from .shapes import SHAPES_CLASSES, _Shapes, _shapes_items
 from .upload import _upload, read_upload
 
 __all__ = ["SOURCES", "build_data", "check_spec", "describe_specs", "fixed_set"]
 
-SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "upload", "folder")
+SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "upload", "folder",
+                            "crops")
 # What an unknown or empty spec is told to choose from.
-_CHOICES = "photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, upload:NAME"
+_CHOICES = "photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, upload:NAME"
+_PATH_SOURCES = ("folder", "crops")  # sources whose part is SOURCE:PATH[:W]
 
 
 @dataclass(frozen=True)
 class _Part:
     source: str  # one of SOURCES
-    path: str  # the folder of "folder", the set's name for "upload"
+    path: str  # the folder of "folder" and "crops", the set's name for "upload"
     weight: float
 
 
@@ -60,18 +62,19 @@ def _parse_part(part: str) -> _Part:
     part = part.strip()
     if not part:
         raise DataError("A data spec has an empty part (two '+' in a row, or one at an end).")
-    if part.startswith("folder:"):
-        rest = part[len("folder:"):]
+    source = next((s for s in _PATH_SOURCES if part.startswith(f"{s}:")), None)
+    if source:
+        rest = part[len(source) + 1:]
         head, sep, tail = rest.rpartition(":")
         if sep and head and not Path(rest).expanduser().is_dir():
             try:
                 float(tail)
             except ValueError:
-                return _Part("folder", rest, 1.0)
-            return _Part("folder", head, _parse_weight(tail, part))
+                return _Part(source, rest, 1.0)
+            return _Part(source, head, _parse_weight(tail, part))
         if not rest:
-            raise DataError("'folder:' needs a path after it, e.g. folder:~/pictures/pets.")
-        return _Part("folder", rest, 1.0)
+            raise DataError(f"'{source}:' needs a path after it, e.g. {source}:~/pictures/pets.")
+        return _Part(source, rest, 1.0)
     if part.startswith("upload:"):
         rest = part[len("upload:"):]
         head, sep, tail = rest.rpartition(":")  # a set's name holds no ':'
@@ -79,7 +82,7 @@ def _parse_part(part: str) -> _Part:
             raise DataError("'upload:' needs the name of an uploaded data set after it, e.g. upload:pets.")
         return _Part("upload", head, _parse_weight(tail, part)) if sep else _Part("upload", rest, 1.0)
     name, sep, weight_text = part.partition(":")
-    if name in SOURCES and name not in ("folder", "upload"):
+    if name in SOURCES and name not in ("folder", "upload", "crops"):
         return _Part(name, "", _parse_weight(weight_text, part) if sep else 1.0)
     if Path(part).expanduser().is_dir() or _looks_like_path(part):
         return _Part("folder", part, 1.0)
@@ -93,15 +96,18 @@ def _parse(spec: str) -> list[_Part]:
                         "photos:1+procedural:1.")
     spec = spec.strip()
     # A folder is taken whole first: its path may contain '+' or ':'.
-    whole = spec[len("folder:"):] if spec.startswith("folder:") else spec
+    source = next((s for s in _PATH_SOURCES if spec.startswith(f"{s}:")), "folder")
+    whole = spec[len(source) + 1:] if spec.startswith(f"{source}:") else spec
     if whole and Path(whole).expanduser().is_dir():  # Path("") would be the working folder
-        return [_Part("folder", whole, 1.0)]
+        return [_Part(source, whole, 1.0)]
     return [_parse_part(p) for p in spec.split("+")]
 
 
 def _build_part(part: _Part, split: str, image_size: int, seed: int, device: torch.device) -> ImageBatches:
     if part.source == "photos":
         return _Photos(split, image_size, device)
+    if part.source == "crops":
+        return _Crops(part.path, split, image_size, device)
     if part.source == "procedural":
         return _Procedural(split, image_size, device)
     if part.source == "shapes":
@@ -116,7 +122,7 @@ def _build_part(part: _Part, split: str, image_size: int, seed: int, device: tor
 
 
 def _part_name(part: _Part) -> str:
-    return f"{part.source}:{part.path}" if part.source in ("folder", "upload") else part.source
+    return f"{part.source}:{part.path}" if part.source in ("folder", "upload", "crops") else part.source
 
 
 def build_data(spec: str, split: Split, image_size: int, *, seed: int = 0,
@@ -219,7 +225,7 @@ def check_spec(spec: str, *, labeled: bool = False) -> str:
         return names[0]
     for name in names:
         if "+" in name:
-            raise DataError(f"The folder {name[len('folder:'):]} cannot be part of a mixture: its path holds '+'.")
+            raise DataError(f"The folder {name.partition(':')[2]} cannot be part of a mixture: its path holds '+'.")
     return "+".join(f"{name}:{_weight_text(p.weight)}" for name, p in zip(names, parts))
 
 
@@ -240,8 +246,19 @@ def _check_part(part: _Part) -> tuple[str, Union[tuple[str, ...], str]]:
         return part.source, part.source
     if part.source == "upload":
         return f"upload:{part.path}", read_upload(part.path).class_names
+    if part.source == "crops":
+        return f"crops:{_crops_root(part.path)}", ()
     root, class_names = _folder_classes(part.path)
     return f"folder:{root}", class_names
+
+
+def _crops_root(path_text: str) -> Path:
+    """The absolute folder of ``crops:PATH``, once it is known to hold image files (none is read)."""
+    root = _folder_root(path_text)
+    if not _image_files(root):
+        raise DataError(f"The folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)}, "
+                        "in it and its sub-folders).")
+    return root
 
 
 def _weight_text(weight: float) -> str:
@@ -266,6 +283,8 @@ def describe_specs() -> str:
         f"  cifar10, cifar100   torchvision's CIFAR from {data_root()} ($VITVIZ_DATA); never downloaded here\n"
         "  folder:PATH  one sub-folder of images per class (or just PATH); train/ and val/ sub-folders are "
         "used as the split when present, else a fixed 80/10/10 split\n"
+        "  crops:PATH   unlabeled random crops of every image under PATH, like photos (for jigsaw pretraining on "
+        f"your own photos); one image in {CROPS_HELD_OUT} (by a hash of its path) is held out for val/test\n"
         "  upload:NAME  a zip of class folders uploaded in the app's Train view (vitviz.data.import_zip), kept in "
         f"{uploads_dir()}; a fixed, stratified {1 - VAL_FRACTION:.0%}/{VAL_FRACTION:.0%} train/val split (val is "
         "also the test split)\n"
