@@ -74,6 +74,8 @@ def test_bad_choices_are_refused_with_their_reason(folders):
     assert at.text_input(key="train_name_pretrain").value == "my-jigsaw-1"
     # your own photos, no classes: a folder of any layout, checked before anything starts
     at.selectbox(key="train_data_pretrain").set_value("crops").run()
+    at.button(key="train_launch").click().run()
+    assert errors(at) == ["no folder given: type the absolute path of the folder that holds the images"]
     at.text_input(key="train_crops").set_value("photos/mine")
     at.button(key="train_launch").click().run()
     assert errors(at) == ["dataset folder 'photos/mine' is not an absolute path: the training process does not run "

@@ -399,13 +399,15 @@ def test_damaged_cifar_is_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.fixture
 def album(tmp_path):
-    """40 solid-colour images (red and green encode the item) at any depth and size, one corrupt, one text file."""
+    """40 solid-colour images (red and green encode the item) at any depth and size, one corrupt, one text file,
+    and a hidden folder of thumbnails that must not count."""
     root = tmp_path / "album"
     for i in range(40):
         folder = root / ("trips" if i % 3 else "") / ("2025" if i % 5 == 0 else "")
         _solid(folder / f"img{i}.png", (5 * i + 3, 250 - 5 * i, 77), size=(300 + 7 * i, 200 + 11 * i))
     (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (root / "notes.txt").write_text("not an image")
+    _solid(root / ".thumbs" / "t1.png", (0, 0, 255))
     return root
 
 
@@ -414,37 +416,76 @@ def _colours(images: torch.Tensor) -> set:
     return {tuple(c) for c in torch.round(images[:, :, 5, 5] * 255).long().tolist()}
 
 
+def _crc_held_out(name: str) -> bool:
+    return zlib.crc32(name.encode()) % 10 == 0
+
+
 def test_crops_split_the_photos_of_a_folder_by_photo(album):
     colour = {p.relative_to(album).as_posix(): (5 * int(p.stem[3:]) + 3, 250 - 5 * int(p.stem[3:]), 77)
               for p in album.rglob("img*.png")}
     # One image in ten is held out, chosen by a CRC-32 of its path under the folder.
-    held = {name for name in colour if zlib.crc32(name.encode()) % 10 == 0}
+    held = {name for name in colour if _crc_held_out(name)}
     assert 0 < len(held) < len(colour)
     seen = {}
     for split in ("train", "val", "test"):
         with pytest.warns(UserWarning, match=r"1 of 41 image files under .* skipped: broken\.jpg"):
             data = build_data(f"crops:{album}", split, 24)
         assert data.num_classes == 0 and data.skipped == 1 and data.name == f"crops:{album}"
+        assert f"crops of {len(held) if split != 'train' else len(colour) - len(held)} photos" in repr(data)
         images, labels = data.sample(400, _gen(1))
         assert images.shape == (400, 3, 24, 24) and (labels == -1).all()
         seen[split] = _colours(images)
-        allowed = {colour[n] for n in colour if (n in held) == (split != "train")}
-        assert seen[split] <= allowed
     assert seen["train"] == {colour[n] for n in colour if n not in held}  # 400 draws reach every train photo
-    assert seen["val"] == seen["test"] == {colour[n] for n in held}
-    # Crops, not whole images resized: the train split zooms (10-100% of the area), the held-out split does not flip.
+    assert seen["val"] == seen["test"] == {colour[n] for n in held}  # and never the hidden thumbnail's blue
+    # Crops, not whole images resized: the train split zooms (10-100% of the area).
     big = Image.new("RGB", (256, 256))
     big.paste((255, 0, 0), (0, 0, 128, 256))  # left half red, right half blue
     big.paste((0, 0, 255), (128, 0, 256, 256))
     single = album.parent / "single"
-    single.mkdir()
-    big.save(single / next(f"{i}.png" for i in range(100) if not _held_out(f"{i}.png")))  # a training photo
+    train_name = next(f"{i}.png" for i in range(100) if not _crc_held_out(f"{i}.png"))
+    big.save(single / train_name) if single.mkdir() is None else None
+    _solid(single / next(f"{i}.png" for i in range(100) if _crc_held_out(f"{i}.png")), (0, 255, 0))
     red_share = build_data(f"crops:{single}", "train", 16).sample(200, _gen(2))[0][:, 0].mean(dim=(1, 2))
     assert (red_share > 0.99).any() and (red_share < 0.01).any()  # small crops land inside one half
 
 
-def _held_out(name: str) -> bool:
-    return zlib.crc32(name.encode()) % 10 == 0
+def test_a_small_crops_folder_still_holds_one_photo_out_and_trains_on_the_rest(tmp_path):
+    colours = {}
+    # three photos whose paths all hash into the training part: the lowest CRC-32 is held out instead
+    names = [f"{i}.png" for i in range(60) if not _crc_held_out(f"{i}.png")][:3]
+    for k, name in enumerate(names):
+        colours[name] = (80 * k + 10, 40, 200)
+        _solid(tmp_path / "few" / name, colours[name])
+    lowest = min(names, key=lambda n: zlib.crc32(n.encode()))
+    val = _colours(build_data(f"crops:{tmp_path / 'few'}", "val", 16).sample(50, _gen())[0])
+    train = _colours(build_data(f"crops:{tmp_path / 'few'}", "train", 16).sample(50, _gen())[0])
+    assert val == {colours[lowest]} and train == {colours[n] for n in names if n != lowest}
+    # two photos that both hash into the held-out part: the highest CRC-32 trains
+    both = [f"{i}.png" for i in range(400) if _crc_held_out(f"{i}.png")][:2]
+    for name in both:
+        _solid(tmp_path / "two" / name, (zlib.crc32(name.encode()) % 200, 10, 10))
+    highest = max(both, key=lambda n: zlib.crc32(n.encode()))
+    train = _colours(build_data(f"crops:{tmp_path / 'two'}", "train", 16).sample(20, _gen())[0])
+    assert train == {(zlib.crc32(highest.encode()) % 200, 10, 10)}
+    # one photo cannot be split
+    _solid(tmp_path / "one" / "a.png", (1, 2, 3))
+    for check in (lambda: check_spec(f"crops:{tmp_path / 'one'}"), lambda: build_data(f"crops:{tmp_path / 'one'}", "train", 16)):
+        with pytest.raises(DataError, match=r"holds one image, a\.png; crops:PATH needs at least two, one of them held out"):
+            check()
+
+
+def test_a_large_crops_folder_is_kept_within_its_memory_budget(album, monkeypatch):
+    from vitviz.data import crops
+
+    monkeypatch.setattr(crops, "CROPS_BUDGET_MB", 4)
+    # 41 files, float32 RGB on a square canvas, and a pyramid of 1/3 more: the side that fits 4 MB
+    side = int(math.sqrt(4 * 2**20 / 41 / (3 * 4) / (4 / 3)))
+    with pytest.warns(UserWarning, match=rf"holds 41 images: each is kept at most {side} px on a side \(not 512\) to "
+                                         r"stay within 4 MB"):
+        data = build_data(f"crops:{album}", "train", 16)
+    levels = data.stack.levels
+    assert max(levels[0].shape[-2:]) == side
+    assert sum(level.numel() * 4 for level in levels) <= 4 * 2**20
 
 
 def test_crops_in_a_mixture_and_check_spec(album, monkeypatch):
@@ -459,34 +500,42 @@ def test_crops_in_a_mixture_and_check_spec(album, monkeypatch):
     assert "crops:PATH" in describe_specs()
 
 
+def test_a_folder_named_like_a_bundled_source_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("cat", "dog"):
+        _solid(tmp_path / "photos" / name / "1.png", (9, 9, 9))
+        _solid(tmp_path / "photos" / name / "2.png", (9, 9, 9))
+    assert check_spec("photos") == "photos" and build_data("photos", "train", 16).name == "photos"
+    assert check_spec("photos:1+procedural:1") == "photos:1+procedural:1"
+    assert check_spec("./photos") == check_spec("folder:photos") == f"folder:{tmp_path / 'photos'}"
+
+
 @pytest.mark.parametrize("layout, message", [
-    ({}, r"The folder .* is empty"),
+    ({}, r"The folder .*mine is empty. Give it a folder of photos \(any layout, no classes needed\)"),
     ({"a.txt": "text"}, r"The folder .* holds no image files \(looked for \.jpg"),
-    ({"a.png": "not a png"}, r"None of the 1 image files under .* could be read; the first, a\.png, gave"),
+    ({"a.png": "not a png", "b.jpg": "nor a jpeg"}, r"None of the 2 image files under .* could be read; the first, "
+                                                   r"a\.png, gave"),
+    ({".hidden/a.png": "hidden"}, r"The folder .*mine is empty"),
 ])
 def test_bad_crops_folders_get_one_clear_sentence(tmp_path, layout, message):
     root = tmp_path / "mine"
     root.mkdir()
     for name, text in layout.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     with pytest.raises(DataError, match=message):
         build_data(f"crops:{root}", "train", 16)
-    if layout != {"a.png": "not a png"}:  # check_spec reads no image, so it cannot know that one
+    if "could be read" not in message:  # check_spec reads no image, so it cannot know that one
         with pytest.raises(DataError, match=message):
             check_spec(f"crops:{root}")
     with pytest.raises(DataError, match=r"'crops:' needs a path after it"):
         build_data("crops:", "train", 16)
-
-
-def test_a_crops_folder_too_small_to_hold_one_out_says_what_to_do(tmp_path):
-    root = tmp_path / "few"
-    names = [f"{i}.png" for i in range(30) if not _held_out(f"{i}.png")][:3]
-    for name in names:
-        _solid(root / name, (200, 10, 10))
-    assert build_data(f"crops:{root}", "train", 16).sample(2, _gen())[0].shape == (2, 3, 16, 16)
-    with pytest.raises(DataError, match=r"None of the 3 readable images under .* is held out for val and test .* "
-                                        r"--eval-data photos"):
-        build_data(f"crops:{root}", "val", 16)
+    with pytest.raises(DataError, match=r"No folder at .*nowhere. Give it a folder of photos"):
+        build_data(f"crops:{tmp_path / 'nowhere'}", "train", 16)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match=rf"a\.jpg is a file, not a folder. Give it a folder of photos .*, e\.g\. "
+                                        rf"{tmp_path}\."):
+        check_spec(f"crops:{tmp_path / 'a.jpg'}")
 
 
 # --- specs and arguments ------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_a_dropped_connection_is_retried_and_a_broken_download_resumes_on_the_ne
         seen = []
         path = hub.download_weights(NAME, progress=lambda done, total: seen.append(done))
         assert [r[2] for r in stand_in.requests if r[0] == "GET"] == [f"bytes={two_thirds}-"]
-        assert seen[0] >= two_thirds and seen[-1] == len(data)  # the bar starts where the last try stopped
+        assert seen[0] == two_thirds and seen[-1] == len(data)  # the bar starts where the last try stopped
         assert path.read_bytes() == data and hub.cached_weights(NAME) == path and not partial.exists()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert load_model(NAME, device="cpu").card.label_set == "ImageNet-1k"
@@ -134,9 +134,39 @@ def test_a_damaged_partial_download_is_caught_by_its_checksum_and_started_again(
             hub.download_weights(NAME)
         assert hub.cached_weights(NAME) is None and not partial.exists()
         partial.write_bytes(data + b"more")  # longer than the file: not a prefix of it, so it is dropped
+        stale = partial.with_name("ab" * 32 + ".incomplete")  # a broken-off download of an older version
+        stale.write_bytes(data[:1000])
         stand_in.requests.clear()
         assert hub.download_weights(NAME).read_bytes() == data
         assert [r[2] for r in stand_in.requests if r[0] == "GET"] == [""]
+        assert not stale.exists() and hub.partial_bytes(NAME) == 0
+
+
+def test_a_full_disk_is_said_before_any_byte_is_fetched_and_the_cli_says_one_line(served_weights, hub_env,
+                                                                                   monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    _, data = served_weights
+    key = (REPO, "model.safetensors")
+    usage = namedtuple("usage", "total used free")
+    with StandInHub({key: data}) as stand_in:
+        monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5_000_000, 5_000_000))
+        with pytest.raises(DownloadError, match=rf"{NAME}'s weights need {len(data) / 1e6:.1f} MB more on the disk "
+                                                rf"that holds the Hugging Face cache \({hub_env / 'hub'}\), which has "
+                                                r"5\.0 MB free: free some space .* then press Download again\."):
+            hub.download_weights(NAME)
+        assert not any(r[0] == "GET" for r in stand_in.requests) and hub.cached_weights(NAME) is None
+        monkeypatch.undo()
+        # a transfer that keeps breaking, on the command line: one line, however many retries came before it
+        stand_in.break_after[key] = (constants.DOWNLOAD_CHUNK_SIZE, 1000)
+        done = subprocess.run([sys.executable, "-m", "vitviz", "fetch", NAME], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120,
+                              env={**_env(stand_in.url), "HF_HOME": str(hub_env), "HF_HUB_DISABLE_XET": "1"})
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "%" not in line]  # the bar aside
+    assert len(lines) == 1 and "broke off after 10.5 MB of 22.9 MB" in lines[0] and "to resume from there" in lines[0]
 
 
 def test_no_network_or_downloads_off_fail_fast_with_one_sentence(hub_env, monkeypatch):
@@ -255,3 +285,32 @@ def test_home_offers_a_cached_imagenet_model_for_an_uploaded_photo(hub_env, monk
     assert not at.exception and at.session_state["model_choice"].startswith(catalogue_name)  # the picker's choice
     at = open_page("home", model=catalogue_name, upload=("kite.png", png_bytes()))  # and it loads from the cache
     assert any(f"Model: {catalogue_name}" in h.value for h in at.subheader) and not at.info
+
+
+def test_the_page_says_a_broken_off_download_is_kept_and_its_button_resumes_it(hub_env, monkeypatch):
+    from apptest import open_page
+
+    name = "vit_small_patch16_224.augreg_in21k_ft_in1k"  # a catalogue model, in the picker
+    torch.manual_seed(0)
+    data = save({k: v.contiguous() for k, v in timm.create_model(name.split(".")[0]).state_dict().items()})
+    file = hub.HubFile(f"timm/{name}", "model.safetensors")
+    partial = hub.partial_download(file, hashlib.sha256(data).hexdigest())
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(data[:constants.DOWNLOAD_CHUNK_SIZE])  # what an earlier click got before the break
+    assert hub.partial_bytes(name) == constants.DOWNLOAD_CHUNK_SIZE
+    with StandInHub({(file.repo_id, file.filename): data}) as stand_in:
+        monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+        at = open_page("attention", model=name, sample="coffee")
+        assert [w.value for w in at.warning][0].startswith(f"{name}'s pretrained weights (about 88 MB) are not downloaded")
+        assert f"{constants.DOWNLOAD_CHUNK_SIZE / 1e6:.1f} MB of it came before an earlier download broke off" in \
+            " ".join(c.value for c in at.caption)
+        button = at.button(key=f"download-{name}")
+        assert button.label == f"Resume the download of {name} (88 MB)"
+        at = button.click().run()
+        assert [r[2] for r in stand_in.requests if r[0] == "GET"] == [f"bytes={constants.DOWNLOAD_CHUNK_SIZE}-"]
+    assert not at.exception and not at.warning and hub.cached_weights(name).read_bytes() == data
+    assert hub.partial_bytes(name) == 0
+    assert f"download-{name}" not in [b.key for b in at.button]
+    from apptest import chart_specs  # the view is drawn, its top-5 bars named from ImageNet
+    titles = [str(spec.get("layout", {}).get("title", "")) for spec in chart_specs(at)]
+    assert any("Top predictions" in t for t in titles), titles

@@ -370,3 +370,26 @@ def test_halve_stores_float16_and_records_the_metrics_before_and_after(pretraine
 
     assert main(["halve", str(path)]) == 2
     assert "already stored in float16" in capsys.readouterr().err
+
+
+def test_jigsaw_pretraining_on_a_folder_of_your_own_photos(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "holiday"
+    rng = torch.Generator().manual_seed(0)
+    for i in range(12):  # smooth random colour fields, any depth
+        field = torch.nn.functional.interpolate(torch.rand(1, 3, 4, 4, generator=rng), size=(48, 64), mode="bilinear")
+        array = (field[0].permute(1, 2, 0) * 255).byte().numpy()
+        (photos / ("day2" if i % 2 else "")).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(photos / ("day2" if i % 2 else "") / f"{i}.png")
+    (photos / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    run = _cli(tmp_path, *(a if a != "photos" else "crops:holiday" for a in _RUN), "--steps", "20", "--name", "mine")
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    # the skipped file is one plain line of the log, not a Python warning
+    assert f"note: 1 of 13 image files under {photos} could not be read and were skipped: cut.jpg" in out
+    assert "UserWarning" not in err
+    sidecar = json.loads((tmp_path / "models" / "mine.json").read_text())
+    assert sidecar["training"]["dataset"] == f"crops:{photos}"
+    model = load_model(tmp_path / "models" / "mine.safetensors", device="cpu")
+    assert model.card.has_jigsaw_head and tuple(model.card.grid_size) == (4, 4)

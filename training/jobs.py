@@ -374,6 +374,8 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
         raise JobSpecError("data", "no data set chosen")
     data = spec.data.strip()
     source, _, path = data.partition(":")
+    if source in ("folder", "crops") and not path.strip():
+        raise JobSpecError("data", "no folder given: type the absolute path of the folder that holds the images")
     if source in ("folder", "crops") and not Path(path.strip()).expanduser().is_absolute():
         raise JobSpecError("data", f"dataset folder {path.strip()!r} is not an absolute path: "
                                    "the training process does not run where the app does")

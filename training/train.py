@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -89,7 +90,11 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     run_path = Path(config.run_dir) / config.name
 
     # data: each rank draws its own stream (see _reseed); the evaluation set is fixed by the seed
-    train_data = build_data(config.data, "train", config.image_size, seed=config.seed, device=device)
+    with warnings.catch_warnings(record=True) as notes:  # skipped files and the like: said once, plainly
+        warnings.simplefilter("always")
+        train_data = build_data(config.data, "train", config.image_size, seed=config.seed, device=device)
+    for note in notes if master else ():
+        print(f"note: {note.message}", flush=True)
     eval_spec = config.eval_data or config.data
 
     # model: a timm VisionTransformer; jigsaw ones have no positional embedding and a jigsaw head

@@ -14,6 +14,7 @@ A timm name names its weights: ``vit_base_patch16_224.augreg2_in21k_ft_in1k`` is
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -40,6 +41,7 @@ __all__ = [
     "catalogue",
     "download_weights",
     "hub_files",
+    "partial_bytes",
     "partial_download",
 ]
 
@@ -210,13 +212,32 @@ def _download(name: str, file: HubFile, progress: Optional[Progress], show_bar: 
 
 def partial_download(file: HubFile, etag: str) -> Path:
     """Where the bytes of ``file`` (whose Hub ETag is ``etag``) gather until it is whole: ``blobs/<etag>.incomplete``."""
+    return _blobs(file) / f"{etag}.incomplete"
+
+
+def partial_bytes(name: str) -> int:
+    """Bytes of ``name``'s weights already fetched by a download that broke off (0 if none); reads only the cache."""
+    files = hub_files(name)
+    return sum(p.stat().st_size for p in _partials(files[-1])) if files else 0
+
+
+def _blobs(file: HubFile) -> Path:
     from huggingface_hub.file_download import repo_folder_name
 
-    return cache_dir() / repo_folder_name(repo_id=file.repo_id, repo_type="model") / "blobs" / f"{etag}.incomplete"
+    return cache_dir() / repo_folder_name(repo_id=file.repo_id, repo_type="model") / "blobs"
+
+
+def _partials(file: HubFile) -> list[Path]:
+    """This module's partial downloads in ``file``'s repository (named ``<etag>.incomplete``, unlike
+    huggingface_hub's own ``<etag>.<random>.incomplete``)."""
+    folder = _blobs(file)
+    return [p for p in folder.glob("*.incomplete") if _is_etag(p.name[:-len(".incomplete")])] if folder.is_dir() else []
 
 
 def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], show_bar: bool) -> None:
     """Fetch ``file``'s blob into the cache, resuming its ``partial_download``; see ``_download``."""
+    import logging
+
     from huggingface_hub.file_download import http_get, repo_folder_name
     from huggingface_hub.utils import WeakFileLock, build_hf_headers
 
@@ -234,8 +255,14 @@ def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], sh
         if meta.size is not None and have > meta.size:  # not a prefix of this file: start again
             partial.unlink()
             have = 0
+        if meta.size is not None:
+            _check_space(name, partial.parent, meta.size - have, have)
+            if progress is not None:
+                progress(have, meta.size)  # the bar starts where the last try stopped
         headers = build_hf_headers()
         headers["Accept-Encoding"] = "identity"  # byte offsets must be the file's own
+        hub_log = logging.getLogger("huggingface_hub")  # its retry warnings would break the one sentence
+        level, hub_log.level = hub_log.level, logging.ERROR
         try:
             with partial.open("ab") as out:
                 http_get(meta.location, out, resume_size=have, headers=headers, expected_size=meta.size,
@@ -244,16 +271,37 @@ def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], sh
             got = partial.stat().st_size if partial.exists() else 0
             if meta.size is not None and got > meta.size:
                 partial.unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                _check_space(name, partial.parent, (meta.size or got + 1) - got, got, full=True)
             total = f" of {_mb(meta.size)}" if meta.size else ""
-            text = str(e).split("\n")[0]
-            raise DownloadError(f"The download of {name} broke off after {_mb(got)}{total} ({type(e).__name__}: "
-                                f"{text}); those bytes are kept outside the cache: press Download again (or rerun "
-                                f"python -m vitviz fetch {name}) to resume from there.") from None
+            raise DownloadError(f"The download of {name} broke off after {_mb(got)}{total} ({type(e).__name__}); "
+                                f"those bytes are kept outside the cache: press Download again (or rerun python -m "
+                                f"vitviz fetch {name}) to resume from there.") from None
+        finally:
+            hub_log.level = level
         if _is_sha256(meta.etag) and _sha256(partial) != meta.etag:
             partial.unlink()
             raise DownloadError(f"The download of {name} does not match its SHA-256 on the Hub (the file changed, "
                                 f"or bytes were damaged on the way); it was deleted: press Download again.")
         os.replace(partial, blob)
+        for stale in _partials(file):  # a broken-off download of an older version of the file
+            stale.unlink(missing_ok=True)
+
+
+def _check_space(name: str, folder: Path, needed: int, kept: int, full: bool = False) -> None:
+    """Raise ``DownloadError`` when ``folder``'s disk cannot take ``needed`` more bytes (or, with ``full``, is full)."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if full or free < needed:
+        kept_text = f" (the {_mb(kept)} already fetched are kept)" if kept else ""
+        raise DownloadError(f"{name}'s weights need {_mb(needed)} more on the disk that holds the Hugging Face cache "
+                            f"({cache_dir()}), which has {_mb(free)} free: free some space (or point HF_HOME at a "
+                            f"larger disk), then press Download again{kept_text}.")
+
+
+def _is_etag(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
 
 
 def _is_sha256(etag: str) -> bool:

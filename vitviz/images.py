@@ -26,7 +26,7 @@ MAX_PIXELS = 40_000_000
 _KEPT_NOTE_BELOW = 0.5
 _SCALE_NOTE_FROM = 3.0
 
-_TRUNCATED = "This image file is truncated (cut off before its end); please upload the whole file."
+_TRUNCATED = "This image file is truncated (cut off before its end); use the whole file."
 
 ImageSource = Union[bytes, bytearray, str, os.PathLike, BinaryIO]
 

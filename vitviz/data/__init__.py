@@ -12,6 +12,7 @@ all take their data from here. One module per source:
     digits       ``digits``
     cifar        ``cifar10``, ``cifar100``, ``data_root``
     folders      ``folder:PATH``, ``IMAGE_EXTENSIONS``
+    crops        ``crops:PATH``, ``CROPS_HELD_OUT``, ``CROPS_BUDGET_MB``
     upload       ``upload:NAME``: ``import_zip`` (a zip of class folders), ``read_upload``, ``list_uploads``,
                  ``delete_upload``, ``UploadedSet``
     mixtures     ``A:W+B:W``
@@ -32,8 +33,10 @@ Data spec (the training ``--data`` option), one source or a weighted mixture:
     cifar10         torchvision's CIFAR-10 / CIFAR-100 under ``data_root()`` ($VITVIZ_DATA, else
     cifar100        ~/.cache/vitviz/data); never downloaded here: a missing set fails at once with the command
                     that gets it; val is a fixed 5,000 of the 50,000 training images, test the official test set
+    crops:PATH      unlabeled random crops, as for ``photos``, of every image under a folder of your own (any
+                    layout); photo-level split, about one image in ten held out (see ``crops``)
     folder:PATH     a folder with one sub-folder of images per class (a bare path to an existing folder works
-                    too); its train/ and val/ (and test/) sub-folders are the split when present, else a fixed
+                    too, but a bundled source's name is that source: a folder called photos is ./photos); its train/ and val/ (and test/) sub-folders are the split when present, else a fixed
                     80/10/10 split per class; unreadable images are skipped and counted (``.skipped``, ``.notes``)
     upload:NAME     a zip of class folders imported by ``import_zip`` into ``vitviz.registry.uploads_dir()``; a
                     fixed, stratified 80/20 train/val split by the images' names (val is also the test split)
@@ -59,12 +62,15 @@ message naming the bad value and what to do. ``check_spec`` raises the ones foun
 
 from .batches import SPLITS, DataError, ImageBatches, Split
 from .cifar import data_root
+from .crops import CROPS_BUDGET_MB, CROPS_HELD_OUT
 from .folders import IMAGE_EXTENSIONS
 from .shapes import SHAPES_CLASSES, shapes_item
 from .spec import SOURCES, build_data, check_spec, describe_specs, fixed_set
 from .upload import UploadedSet, delete_upload, import_zip, list_uploads, read_upload
 
 __all__ = [
+    "CROPS_BUDGET_MB",
+    "CROPS_HELD_OUT",
     "DataError",
     "IMAGE_EXTENSIONS",
     "ImageBatches",

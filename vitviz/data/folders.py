@@ -34,17 +34,23 @@ def _visible(path: Path) -> bool:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The image files under ``folder``, at any depth, sorted; hidden files and hidden sub-folders are skipped."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and all(_visible(Path(part)) for part in p.relative_to(folder).parts))
 
 
-def _check_folder(root: Path) -> None:
-    """The clear errors for a path that cannot be an image folder, before anything is read."""
+def _check_folder(root: Path, hint: str = _LAYOUT_HINT) -> None:
+    """The clear errors for a path that cannot be an image folder, before anything is read.
+
+    ``hint`` (formatted with ``path``) says what the folder should hold.
+    """
     if not root.exists():
-        raise DataError(f"No folder at {root}. " + _LAYOUT_HINT.format(path=root))
+        raise DataError(f"No folder at {root}. " + hint.format(path=root))
     if not root.is_dir():
-        raise DataError(f"{root} is a file, not a folder. " + _LAYOUT_HINT.format(path=root))
+        raise DataError(f"{root} is a file, not a folder. " + hint.format(path=root.parent))
     if not any(_visible(p) for p in root.iterdir()):
-        raise DataError(f"The folder {root} is empty. " + _LAYOUT_HINT.format(path=root))
+        raise DataError(f"The folder {root} is empty. " + hint.format(path=root))
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
@@ -121,10 +127,10 @@ def _fingerprint(root: Path) -> tuple:
     return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file())
 
 
-def _folder_root(path_text: str) -> Path:
+def _folder_root(path_text: str, hint: str = _LAYOUT_HINT) -> Path:
     """The folder's absolute path, after the checks that need only its entries."""
     root = Path(path_text).expanduser()
-    _check_folder(root)
+    _check_folder(root, hint)
     return root.resolve()
 
 

@@ -1,9 +1,7 @@
-"""``photos`` and ``crops:PATH``: unlabeled random crops of photos, for the jigsaw pretext.
+"""``photos``: unlabeled random crops of the bundled sample photos (``vitviz.samples``).
 
-``photos`` crops the bundled sample photos (``vitviz.samples``); ``crops:PATH`` every image under a folder of
-your own (searched recursively, any layout, no labels). Photo-level split: ``photos`` trains on ``TRAIN_PHOTOS``
-and holds out ``HELD_OUT_PHOTOS``; ``crops:PATH`` holds out one image in ``CROPS_HELD_OUT`` (10), chosen by a
-CRC-32 of its path under PATH, for val and test. So no seed can put a held-out photo into training. Photos are stored at most ``_PHOTO_MAX_SIDE`` (512) pixels on a
+Photo-level split: train crops come from ``TRAIN_PHOTOS``, val and test crops from ``HELD_OUT_PHOTOS``, so no
+seed can put a held-out photo into training. Photos are stored at most ``_PHOTO_MAX_SIDE`` (512) pixels on a
 side, padded to one canvas ``[P, 3, H, W]`` on the device with an average-pooled pyramid, so every crop is read
 at 1-2x its output size (antialiased).
 
@@ -13,22 +11,19 @@ Train: random resized crops (10-100% of the area, aspect 3/4 to 4/3) and flips. 
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batches import DataError, ImageBatches, _crop_boxes, _flip, _rand, _randint, _roi_crops
+from .batches import ImageBatches, _crop_boxes, _flip, _rand, _randint, _roi_crops
 
-__all__ = ["CROPS_HELD_OUT"]
+__all__: list[str] = []
 
 _PHOTO_MAX_SIDE = 512  # photos are stored at most this large; crops are at most this sharp
-CROPS_HELD_OUT = 10  # crops:PATH holds out one image in this many (by a hash of its path) for val and test
 
 
 @dataclass(frozen=True)
@@ -39,11 +34,11 @@ class _PhotoStack:
     sizes: Tensor  # (P, 2) height and width of each photo at level 0, float
 
 
-def _shrunk(image) -> np.ndarray:
-    """``[H, W, 3]`` uint8 of an RGB PIL image, shrunk (LANCZOS) to at most ``_PHOTO_MAX_SIDE`` on a side."""
+def _shrunk(image, max_side: int = _PHOTO_MAX_SIDE) -> np.ndarray:
+    """``[H, W, 3]`` uint8 of an RGB PIL image, shrunk (LANCZOS) to at most ``max_side`` on a side."""
     from PIL import Image
 
-    scale = _PHOTO_MAX_SIDE / max(image.size)
+    scale = max_side / max(image.size)
     if scale < 1:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.LANCZOS)
@@ -101,6 +96,10 @@ class _Photos(ImageBatches):
         self.photo_names = TRAIN_PHOTOS if split == "train" else HELD_OUT_PHOTOS
         self.stack = _photo_stack(tuple(self.photo_names), device)
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name!r}, split={self.split!r}, image_size={self.image_size}, "
+                f"crops of {len(self.photo_names)} photos, device={self.device})")
+
     def _draw(self, n: int, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
         photo = _randint(generator, self.device, len(self.photo_names), n)
         u = _rand(generator, self.device, n, 5)
@@ -112,63 +111,3 @@ class _Photos(ImageBatches):
         if augment:
             images = _flip(images, u[:, 4] < 0.5)
         return images, self._unlabeled(n)
-
-
-# --- crops:PATH -----------------------------------------------------------------------------------
-
-
-def _held_out(relative: str) -> bool:
-    """Whether the image at ``relative`` (its path under the folder, "/"-separated) is in val and test."""
-    return zlib.crc32(relative.encode("utf-8")) % CROPS_HELD_OUT == 0
-
-
-@lru_cache(maxsize=4)
-def _crops_files(root: str, fingerprint: tuple) -> tuple[tuple[tuple[str, np.ndarray], ...], tuple[tuple[str, str], ...]]:
-    """Every readable image under ``root`` as (relative path, shrunk array), and the unreadable ones and why.
-
-    ``fingerprint`` (every file's path, time and size) makes a changed folder read again.
-    """
-    from ..images import ImageLoadError, load_image
-    from .folders import _image_files
-
-    read, skipped = [], []
-    for path in _image_files(Path(root)):
-        relative = path.relative_to(root).as_posix()
-        try:
-            read.append((relative, _shrunk(load_image(path))))
-        except ImageLoadError as e:
-            skipped.append((relative, str(e)))
-    return tuple(read), tuple(skipped)
-
-
-class _Crops(_Photos):
-    """``crops:PATH``: random crops of every image under a folder, split by photo (see the module docstring)."""
-
-    def __init__(self, path_text: str, split: str, image_size: int, device: torch.device):
-        from .folders import IMAGE_EXTENSIONS, _fingerprint, _folder_root, _image_files
-
-        root = _folder_root(path_text)
-        if not _image_files(root):
-            raise DataError(f"The folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)}, "
-                            "in it and its sub-folders).")
-        read, skipped = _crops_files(str(root), _fingerprint(root))
-        if not read:
-            first, reason = skipped[0]
-            raise DataError(f"None of the {len(skipped)} image files under {root} could be read; the first, "
-                            f"{first}, gave: {reason}")
-        held = split != "train"
-        chosen = [(name, array) for name, array in read if _held_out(name) == held]
-        if not chosen:
-            which = "held out for val and test" if held else "left for training"
-            raise DataError(f"None of the {len(read)} readable images under {root} is {which} (one image in "
-                            f"{CROPS_HELD_OUT} is held out, by a hash of its path); add images, or evaluate on "
-                            "another source (e.g. --eval-data photos).")
-        notes = []
-        if skipped:
-            listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
-            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            notes.append(f"{len(skipped)} of {len(read) + len(skipped)} image files under {root} could not be "
-                         f"read and were skipped: {listed}{more}")
-        ImageBatches.__init__(self, f"crops:{root}", split, image_size, device, skipped=len(skipped), notes=notes)
-        self.photo_names = tuple(name for name, _ in chosen)
-        self.stack = _stack(tuple(array for _, array in chosen), device)

@@ -21,9 +21,10 @@ from torch import Tensor
 from .batches import _SPLIT_CODES, DataError, DeviceLike, ImageBatches, Split, _check_image_size, _check_split, _Stack
 from .cifar import _CIFAR, _cifar, _cifar_root, data_root
 from .digits import _DIGIT_CLASSES, _digits
-from .folders import IMAGE_EXTENSIONS, _folder, _folder_classes, _folder_root, _image_files
+from .crops import CROPS_HELD_OUT, _Crops, crops_root
+from .folders import _folder, _folder_classes
 from .mixtures import _Mixture
-from .photos import CROPS_HELD_OUT, _Crops, _Photos
+from .photos import _Photos
 from .procedural import _Procedural
 from .shapes import SHAPES_CLASSES, _Shapes, _shapes_items
 from .upload import _upload, read_upload
@@ -35,6 +36,7 @@ SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10
 # What an unknown or empty spec is told to choose from.
 _CHOICES = "photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, upload:NAME"
 _PATH_SOURCES = ("folder", "crops")  # sources whose part is SOURCE:PATH[:W]
+_BUNDLED = tuple(s for s in SOURCES if s not in (*_PATH_SOURCES, "upload"))  # named alone, never a folder
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def _parse_part(part: str) -> _Part:
             raise DataError("'upload:' needs the name of an uploaded data set after it, e.g. upload:pets.")
         return _Part("upload", head, _parse_weight(tail, part)) if sep else _Part("upload", rest, 1.0)
     name, sep, weight_text = part.partition(":")
-    if name in SOURCES and name not in ("folder", "upload", "crops"):
+    if name in _BUNDLED:
         return _Part(name, "", _parse_weight(weight_text, part) if sep else 1.0)
     if Path(part).expanduser().is_dir() or _looks_like_path(part):
         return _Part("folder", part, 1.0)
@@ -95,10 +97,12 @@ def _parse(spec: str) -> list[_Part]:
         raise DataError(f"The data spec is empty ({spec!r}); choose from {_CHOICES}, or a mixture such as "
                         "photos:1+procedural:1.")
     spec = spec.strip()
-    # A folder is taken whole first: its path may contain '+' or ':'.
+    # A folder is taken whole first: its path may contain '+' or ':'. A bundled source's name is never a folder
+    # (a folder called photos/ is ./photos or folder:photos).
     source = next((s for s in _PATH_SOURCES if spec.startswith(f"{s}:")), "folder")
     whole = spec[len(source) + 1:] if spec.startswith(f"{source}:") else spec
-    if whole and Path(whole).expanduser().is_dir():  # Path("") would be the working folder
+    bundled = spec.split("+")[0].partition(":")[0].strip() in _BUNDLED
+    if whole and not (bundled and whole == spec) and Path(whole).expanduser().is_dir():  # "" is the working folder
         return [_Part(source, whole, 1.0)]
     return [_parse_part(p) for p in spec.split("+")]
 
@@ -247,18 +251,9 @@ def _check_part(part: _Part) -> tuple[str, Union[tuple[str, ...], str]]:
     if part.source == "upload":
         return f"upload:{part.path}", read_upload(part.path).class_names
     if part.source == "crops":
-        return f"crops:{_crops_root(part.path)}", ()
+        return f"crops:{crops_root(part.path)}", ()
     root, class_names = _folder_classes(part.path)
     return f"folder:{root}", class_names
-
-
-def _crops_root(path_text: str) -> Path:
-    """The absolute folder of ``crops:PATH``, once it is known to hold image files (none is read)."""
-    root = _folder_root(path_text)
-    if not _image_files(root):
-        raise DataError(f"The folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)}, "
-                        "in it and its sub-folders).")
-    return root
 
 
 def _weight_text(weight: float) -> str:
