@@ -20,8 +20,8 @@ from torch import Tensor
 
 from .batches import _SPLIT_CODES, DataError, DeviceLike, ImageBatches, Split, _check_image_size, _check_split, _Stack
 from .cifar import _CIFAR, _cifar, _cifar_root, data_root
-from .digits import _DIGIT_CLASSES, _digits
 from .crops import CROPS_HELD_OUT, _Crops, crops_root
+from .digits import _DIGIT_CLASSES, _digits
 from .folders import _folder, _folder_classes
 from .mixtures import _Mixture
 from .photos import _Photos
