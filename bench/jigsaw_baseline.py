@@ -26,13 +26,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vitviz.images import fit_to_model, load_image  # noqa: E402
+from vitviz.patches import patchify  # noqa: E402
 from vitviz.samples import HELD_OUT_PHOTOS, PHOTO_NAMES, load_sample  # noqa: E402
 
 
 def patches_of(image: np.ndarray, grid: int) -> np.ndarray:
-    """``[N, p, p, 3]`` float patches of an ``[S, S, 3]`` image, row-major, N = grid**2."""
+    """``[N, p, p, 3]`` float patches of an ``[S, S, 3]`` image, row-major (``vitviz.patches.patchify``), N = grid**2."""
     p = image.shape[0] // grid
-    return image.reshape(grid, p, grid, p, 3).transpose(0, 2, 1, 3, 4).reshape(grid * grid, p, p, 3).astype(np.float64)
+    tokens = patchify(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).permute(2, 0, 1)[None], p)[0]
+    return tokens.reshape(grid * grid, 3, p, p).permute(0, 2, 3, 1).numpy()  # (N, p, p, 3)
 
 
 def dissimilarities(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -79,7 +79,7 @@ def attention_controls(ctx: ui.Context) -> tuple[int, int, Query]:
     patch = st.number_input("Query patch (raster order)", 0, gh * gw - 1, key="att_patch", disabled=kind != PATCH)
     if kind == PATCH:
         return layer, head, card.num_prefix_tokens + int(patch)
-    return layer, head, 0 if card.has_class_token else "patches"
+    return layer, head, attention.class_query(card.has_class_token)
 
 
 def query_name(query: Query, card: ModelCard) -> str:

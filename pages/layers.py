@@ -31,7 +31,7 @@ def cached_record(_model: torch.nn.Module, model_key: str, image_key: str, _inpu
         tokens=record.tokens[0].cpu(),  # (L, N, D)
         norms=record.norms[0].cpu(),  # (L, N)
         class_rows=inside.class_attention(record.attentions, card.num_prefix_tokens, card.has_class_token)[0].cpu(),  # (L, H, N)
-        rollout=attention.rollout_row(attention.rollout_layers(record.attentions), 0 if card.has_class_token else "patches",
+        rollout=attention.rollout_row(attention.rollout_layers(record.attentions), attention.class_query(card.has_class_token),
                                       card.grid_size, card.num_prefix_tokens)[0].cpu(),  # (gh, gw)
     )
     if card.num_classes:

@@ -90,11 +90,11 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     run_path = Path(config.run_dir) / config.name
 
     # data: each rank draws its own stream (see _reseed); the evaluation set is fixed by the seed
-    with warnings.catch_warnings(record=True) as notes:  # skipped files and the like: said once, plainly
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():  # build_data warns its notes (skipped files...): said once below, plainly
+        warnings.simplefilter("ignore", UserWarning)
         train_data = build_data(config.data, "train", config.image_size, seed=config.seed, device=device)
-    for note in notes if master else ():
-        print(f"note: {note.message}", flush=True)
+    for note in train_data.notes if master else ():
+        print(f"note: {note}", flush=True)
     eval_spec = config.eval_data or config.data
 
     # model: a timm VisionTransformer; jigsaw ones have no positional embedding and a jigsaw head

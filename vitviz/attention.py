@@ -33,6 +33,7 @@ __all__ = [
     "attention_gradients",
     "capture",
     "class_map",
+    "class_query",
     "grad_rollout",
     "grad_rollout_matrix",
     "gradient_maps",
@@ -227,11 +228,7 @@ def rollout_row(layers: torch.Tensor, query: Query, grid_size: tuple[int, int],
     """
     if layers.ndim != 4 or layers.shape[-1] != layers.shape[-2] or len(layers) == 0:
         raise ValueError(f"expected layers [L, B, N, N], got shape {tuple(layers.shape)}")
-    _check_tokens(layers, grid_size, num_prefix_tokens)
-    row = _query_vector(query, layers[0], num_prefix_tokens)  # (B, 1, N)
-    for index in range(len(layers) - 1, -1, -1):  # R = A_L ... A_1, so its row is e_q A_L first
-        row = row @ layers[index]
-    return row[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
+    return _carry_row(layers, query, grid_size, num_prefix_tokens)
 
 
 def grad_rollout_matrix(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor],
@@ -372,10 +369,15 @@ def pick_head(per_head: torch.Tensor, head: Optional[int] = None, dim: int = 0) 
     return per_head.select(dim, head)
 
 
+def class_query(has_class_token: bool) -> Query:
+    """The query a classifier's decision is read from: the class token (0), else the patch rows' mean."""
+    return 0 if has_class_token else "patches"
+
+
 def class_map(matrix: torch.Tensor, grid_size: tuple[int, int], num_prefix_tokens: int,
               has_class_token: bool) -> torch.Tensor:
     """The map a classifier's decision is read from: the class token's row, else the patch rows' mean."""
-    return query_map(matrix, 0 if has_class_token else "patches", grid_size, num_prefix_tokens)
+    return query_map(matrix, class_query(has_class_token), grid_size, num_prefix_tokens)
 
 
 def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_size: tuple[int, int], patch_size: int,
@@ -524,14 +526,21 @@ def _paired(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor
 
 
 def _class_row(model: nn.Module, images: torch.Tensor, layers: torch.Tensor, residual: bool = False) -> torch.Tensor:
-    """The class map (``class_map``) of the product of ``layers`` ``[L, B, N, N]``, read as a row vector carried
-    through them: ``[B, gh, gw]``. ``residual``: the factors are ``I + A_l`` (relevance), else ``A_l`` (rollout)."""
-    grid, prefix = _grid(model, images), model.num_prefix_tokens
-    _check_tokens(layers, grid, prefix)
-    row = _query_vector(0 if model.cls_token is not None else "patches", layers[0], prefix)  # (B, 1, N)
-    for index in range(len(layers) - 1, -1, -1):  # the last layer's factor is the row's first
+    """The class map (``class_map``) of the product of ``layers`` ``[L, B, N, N]``: ``[B, gh, gw]``.
+    ``residual``: the factors are ``I + A_l`` (relevance), else ``A_l`` (rollout)."""
+    return _carry_row(layers, class_query(model.cls_token is not None), _grid(model, images), model.num_prefix_tokens,
+                      residual)
+
+
+def _carry_row(layers: torch.Tensor, query: Query, grid_size: tuple[int, int], num_prefix_tokens: int,
+               residual: bool = False) -> torch.Tensor:
+    """Row ``query`` of the product ``F_L ... F_1`` of ``layers`` ``[L, B, N, N]`` (``F_l = A_l``, or ``I + A_l``
+    with ``residual``), as the row vector carried through the factors, last first; its patch columns ``[B, gh, gw]``."""
+    _check_tokens(layers, grid_size, num_prefix_tokens)
+    row = _query_vector(query, layers[0], num_prefix_tokens)  # (B, 1, N)
+    for index in range(len(layers) - 1, -1, -1):  # the product's row is e_q F_L first
         row = row + row @ layers[index] if residual else row @ layers[index]
-    return row[:, 0, prefix:].reshape(-1, *grid)
+    return row[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
 
 
 def _discard_smallest_(a: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -581,14 +590,18 @@ def _query_vector(query: Query, like: torch.Tensor, num_prefix_tokens: int) -> t
     """The row vector ``[B, 1, N]`` that picks row ``query`` of a ``[B, N, N]`` like ``like`` (for ``"patches"``:
     the mean of the patch rows)."""
     batch, num_tokens = like.shape[0], like.shape[-1]
+    _check_query(query, num_tokens)
     vector = torch.zeros(batch, 1, num_tokens, dtype=like.dtype, device=like.device)
     if query == "patches":
         vector[..., num_prefix_tokens:] = 1 / (num_tokens - num_prefix_tokens)
-    elif isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
-        vector[..., query] = 1
     else:
-        raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
+        vector[..., query] = 1
     return vector
+
+
+def _check_query(query: Query, num_tokens: int) -> None:
+    if query != "patches" and not (isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens):
+        raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
 
 
 def _check_tokens(matrix: torch.Tensor, grid_size: tuple[int, int], num_prefix_tokens: int) -> int:
@@ -627,12 +640,8 @@ def _grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
 
 def _query_row(matrix: torch.Tensor, query: Query, num_prefix_tokens: int) -> torch.Tensor:
     """Row ``query`` of ``[..., N, N]``, or the mean of the patch rows for ``"patches"``: ``[..., N]``."""
-    num_tokens = matrix.shape[-1]
-    if query == "patches":
-        return matrix[..., num_prefix_tokens:, :].mean(dim=-2)
-    if isinstance(query, int) and not isinstance(query, bool) and 0 <= query < num_tokens:
-        return matrix[..., query, :]
-    raise ValueError(f"query {query!r} is neither a token index in [0, {num_tokens}) nor 'patches'")
+    _check_query(query, matrix.shape[-1])
+    return matrix[..., num_prefix_tokens:, :].mean(dim=-2) if query == "patches" else matrix[..., query, :]
 
 
 # --- attention flow --------------------------------------------------------------------------------

@@ -482,7 +482,7 @@ class AttentionRollout(AttentionAttribution):
         def maths(inputs: torch.Tensor, targets: torch.Tensor, forward: Callable) -> torch.Tensor:
             _, attentions = attention.capture(self.model, inputs)
             layers = attention.rollout_layers(attentions, head_fusion, discard_ratio, start_layer)  # (L', B, N, N)
-            return attention.rollout_row(layers, 0 if self.card.has_class_token else "patches",
+            return attention.rollout_row(layers, attention.class_query(self.card.has_class_token),
                                          _grid(inputs, self.card), self.card.num_prefix_tokens)  # the class row
 
         return self._maps(images, target, progress, 1, maths)

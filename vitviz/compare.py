@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .attention import capture, class_map, rollout_layers, rollout_row
+from .attention import capture, class_map, class_query, rollout_layers, rollout_row
 from .card import model_card
 from .inputs import model_input
 
@@ -40,8 +40,7 @@ def class_attention(model: nn.Module, image: Image.Image, layer: int, head: int)
         raise ValueError(f"head {head} is out of range for {card.name}'s {card.num_heads} heads")
     _, attentions = capture(model, model_input(image, model))  # L x (1, H, N, N)
     grid, prefix = card.grid_size, card.num_prefix_tokens
-    whole = 0 if card.has_class_token else "patches"  # the class token's row, or the patch rows' mean
-    rolled = rollout_row(rollout_layers(attentions), whole, grid, prefix)[0]  # (gh, gw)
+    rolled = rollout_row(rollout_layers(attentions), class_query(card.has_class_token), grid, prefix)[0]  # (gh, gw)
     one_head = class_map(attentions[layer][:, head], grid, prefix, card.has_class_token)[0]  # (gh, gw)
     return rolled.cpu(), one_head.cpu()
 

@@ -18,6 +18,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -238,14 +239,14 @@ def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], sh
     """Fetch ``file``'s blob into the cache, resuming its ``partial_download``; see ``_download``."""
     import logging
 
-    from huggingface_hub.file_download import http_get, repo_folder_name
+    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import WeakFileLock, build_hf_headers
 
     partial = partial_download(file, meta.etag)
     blob = partial.with_suffix("")
     if blob.exists():
         return
-    lock = cache_dir() / ".locks" / repo_folder_name(repo_id=file.repo_id, repo_type="model") / f"{meta.etag}.lock"
+    lock = cache_dir() / ".locks" / partial.parent.parent.name / f"{meta.etag}.lock"  # huggingface_hub's own lock
     lock.parent.mkdir(parents=True, exist_ok=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     with WeakFileLock(str(lock)):
@@ -256,13 +257,16 @@ def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], sh
             partial.unlink()
             have = 0
         if meta.size is not None:
-            _check_space(name, partial.parent, meta.size - have, have)
+            free = shutil.disk_usage(partial.parent).free
+            if free < meta.size - have:
+                raise _no_space(name, meta.size - have, free, have)
             if progress is not None:
                 progress(have, meta.size)  # the bar starts where the last try stopped
         headers = build_hf_headers()
         headers["Accept-Encoding"] = "identity"  # byte offsets must be the file's own
         hub_log = logging.getLogger("huggingface_hub")  # its retry warnings would break the one sentence
-        level, hub_log.level = hub_log.level, logging.ERROR
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)  # setLevel, not .level: it clears the level cache of its child loggers
         try:
             with partial.open("ab") as out:
                 http_get(meta.location, out, resume_size=have, headers=headers, expected_size=meta.size,
@@ -272,13 +276,14 @@ def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], sh
             if meta.size is not None and got > meta.size:
                 partial.unlink(missing_ok=True)
             if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-                _check_space(name, partial.parent, (meta.size or got + 1) - got, got, full=True)
+                raise _no_space(name, (meta.size or got + 1) - got, shutil.disk_usage(partial.parent).free,
+                                got) from None
             total = f" of {_mb(meta.size)}" if meta.size else ""
             raise DownloadError(f"The download of {name} broke off after {_mb(got)}{total} ({type(e).__name__}); "
                                 f"those bytes are kept outside the cache: press Download again (or rerun python -m "
                                 f"vitviz fetch {name}) to resume from there.") from None
         finally:
-            hub_log.level = level
+            hub_log.setLevel(level)
         if _is_sha256(meta.etag) and _sha256(partial) != meta.etag:
             partial.unlink()
             raise DownloadError(f"The download of {name} does not match its SHA-256 on the Hub (the file changed, "
@@ -288,34 +293,28 @@ def _fetch_blob(name: str, file: HubFile, meta, progress: Optional[Progress], sh
             stale.unlink(missing_ok=True)
 
 
-def _check_space(name: str, folder: Path, needed: int, kept: int, full: bool = False) -> None:
-    """Raise ``DownloadError`` when ``folder``'s disk cannot take ``needed`` more bytes (or, with ``full``, is full)."""
-    import shutil
-
-    free = shutil.disk_usage(folder).free
-    if full or free < needed:
-        kept_text = f" (the {_mb(kept)} already fetched are kept)" if kept else ""
-        raise DownloadError(f"{name}'s weights need {_mb(needed)} more on the disk that holds the Hugging Face cache "
-                            f"({cache_dir()}), which has {_mb(free)} free: free some space (or point HF_HOME at a "
-                            f"larger disk), then press Download again{kept_text}.")
+def _no_space(name: str, needed: int, free: int, kept: int) -> DownloadError:
+    """The sentence for a disk that cannot take the ``needed`` bytes still to come."""
+    kept_text = f" (the {_mb(kept)} already fetched are kept)" if kept else ""
+    return DownloadError(f"{name}'s weights need {_mb(needed)} more on the disk that holds the Hugging Face cache "
+                         f"({cache_dir()}), which has {_mb(free)} free: free some space (or point HF_HOME at a larger "
+                         f"disk), then press Download again{kept_text}.")
 
 
 def _is_etag(text: str) -> bool:
+    """A Hub ETag of a file: a git SHA-1 (40 hex digits) or an LFS file's SHA-256 (64)."""
     return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
 
 
 def _is_sha256(etag: str) -> bool:
-    return len(etag) == 64 and all(c in "0123456789abcdef" for c in etag.lower())
+    return len(etag) == 64 and _is_etag(etag.lower())
 
 
 def _sha256(path: Path) -> str:
     import hashlib
 
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _mb(n: int) -> str:

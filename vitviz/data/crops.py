@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .batches import DataError, ImageBatches
-from .folders import IMAGE_EXTENSIONS, _fingerprint, _folder_root, _image_files
+from .folders import IMAGE_EXTENSIONS, _fingerprint, _folder_root, _image_files, _skipped_note, _unreadable
 from .photos import _PHOTO_MAX_SIDE, _Photos, _shrunk, _stack
 
 __all__ = ["CROPS_BUDGET_MB", "CROPS_HELD_OUT"]
@@ -52,6 +52,11 @@ def held_out_names(names: list[str]) -> set[str]:
 
 def crops_root(path_text: str) -> Path:
     """The absolute folder of ``crops:PATH``, once it is known to hold image files; no image is read."""
+    return _crops_files(path_text)[0]
+
+
+def _crops_files(path_text: str) -> tuple[Path, list[Path]]:
+    """``crops_root`` and the image files it holds, listed once."""
     root = _folder_root(path_text, _HINT)
     files = _image_files(root)
     if not files:
@@ -60,7 +65,7 @@ def crops_root(path_text: str) -> Path:
     if len(files) < 2:
         raise DataError(f"The folder {root} holds one image, {files[0].relative_to(root)}; crops:PATH needs at least "
                         "two, one of them held out to score the puzzle on.")
-    return root
+    return root, files
 
 
 def _max_side(count: int) -> int:
@@ -92,13 +97,11 @@ class _Crops(_Photos):
     """``crops:PATH``: random crops of every image under a folder, split by photo (see the module docstring)."""
 
     def __init__(self, path_text: str, split: str, image_size: int, device: torch.device):
-        root = crops_root(path_text)
-        max_side = _max_side(len(_image_files(root)))
+        root, files = _crops_files(path_text)
+        max_side = _max_side(len(files))
         read, skipped = _read(str(root), max_side, _fingerprint(root))
         if not read:
-            first, reason = skipped[0]
-            raise DataError(f"None of the {len(skipped)} image files under {root} could be read; the first, {first}, "
-                            f"gave: {reason}")
+            raise _unreadable(root, skipped)
         held = held_out_names([name for name, _ in read])
         chosen = [(name, array) for name, array in read if (name in held) == (split != "train")]
         if not chosen:
@@ -106,10 +109,7 @@ class _Crops(_Photos):
                             "one of them held out to score the puzzle on.")
         notes = []
         if skipped:
-            listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
-            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            notes.append(f"{len(skipped)} of {len(read) + len(skipped)} image files under {root} could not be read "
-                         f"and were skipped: {listed}{more}")
+            notes.append(_skipped_note(root, skipped, len(read) + len(skipped)))
         if max_side < _PHOTO_MAX_SIDE:
             notes.append(f"{root} holds {len(read) + len(skipped)} images: each is kept at most {max_side} px on a "
                          f"side (not {_PHOTO_MAX_SIDE}) to stay within {CROPS_BUDGET_MB} MB.")

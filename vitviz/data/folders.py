@@ -40,6 +40,20 @@ def _image_files(folder: Path) -> list[Path]:
                   and all(_visible(Path(part)) for part in p.relative_to(folder).parts))
 
 
+def _unreadable(root: Path, skipped: Sequence[tuple[str, str]]) -> DataError:
+    """The error for a folder none of whose image files could be read: ``skipped`` is (file, why) for each."""
+    first, reason = skipped[0]
+    return DataError(f"None of the {len(skipped)} image files under {root} could be read; the first, {first}, "
+                     f"gave: {reason}")
+
+
+def _skipped_note(root: Path, skipped: Sequence[tuple[str, str]], total: int) -> str:
+    """The note for the ``skipped`` (file, why) of the ``total`` image files under ``root``: the first three named."""
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return f"{len(skipped)} of {total} image files under {root} could not be read and were skipped: {listed}{more}"
+
+
 def _check_folder(root: Path, hint: str = _LAYOUT_HINT) -> None:
     """The clear errors for a path that cannot be an image folder, before anything is read.
 
@@ -146,9 +160,7 @@ def _folder(path_text: str, split: str, image_size: int, device: torch.device) -
     total = sum(len(p.labels) + len(p.skipped) for p in parts.values())
     skipped = [s for p in parts.values() for s in p.skipped]
     if len(skipped) == total:
-        first, reason = skipped[0]
-        raise DataError(f"None of the {total} image files under {root} could be read; the first, {first}, "
-                        f"gave: {reason}")
+        raise _unreadable(root, [(str(path), reason) for path, reason in skipped])
     training = parts.get("all") or parts["train"]
     unread = [repr(c) for i, c in enumerate(class_names) if not (training.labels == i).any()]
     if unread:
@@ -166,10 +178,7 @@ def _folder(path_text: str, split: str, image_size: int, device: torch.device) -
         raise DataError(f"{root} has only {total - len(skipped)} readable images, too few for a {split} split; "
                         f"add images (at least 3 per class) or give it train/ and val/ sub-folders.")
     if skipped:
-        listed = "; ".join(f"{p.relative_to(root)} ({reason})" for p, reason in skipped[:3])
-        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        notes.append(f"{len(skipped)} of {total} image files under {root} could not be read and were skipped: "
-                     f"{listed}{more}")
+        notes.append(_skipped_note(root, [(str(p.relative_to(root)), reason) for p, reason in skipped], total))
     index = torch.from_numpy(rows)
     return _Stack(f"folder:{root}", split, image_size, device, data.images[index],
                   torch.from_numpy(data.labels[rows]), class_names, flips=True, skipped=len(skipped), notes=notes)
