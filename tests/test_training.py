@@ -235,6 +235,7 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     (["pretrain", "--data", "nowhere/at/all"], "No folder at"),
     (["pretrain", "--image-size", "30", "--patch-size", "8"], "does not divide"),
     (["pretrain", "--key-drop", "1.5"], "--key-drop"),
+    (["pretrain", "--seam-loss", "-1"], "--seam-loss is a weight of 0 or more"),
     (["pretrain", "--model", "huge"], "unknown model preset"),
     (["pretrain", "--resume", "--name", "never-ran"], "nothing to resume"),
     (["finetune", "--data", "procedural"], "has no labels"),
@@ -275,6 +276,19 @@ def test_resume_with_other_options_is_refused(pretrained, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "was started with" in err and "--steps 60 (now 80)" in err
+
+
+def test_resume_may_change_the_threads_and_the_log_interval(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["pretrain", "--name", "jig", "--data", "photos", "--model", "micro", "--image-size", "16",
+            "--patch-size", "4", "--batch-size", "16", "--steps", "20", "--eval-every", "10", "--eval-images", "32",
+            "--device", "cpu"]
+    assert main([*args, "--threads", "1", "--log-every", "5"]) == 0
+    assert main([*args, "--threads", "2", "--log-every", "7", "--resume"]) == 0, capsys.readouterr().err
+    card = json.loads((tmp_path / "models/jig.json").read_text())
+    assert card["training"]["steps"] == 20 and card["training"]["config"]["threads"] == 2
+    assert main([*args, "--threads", "2", "--steps", "30", "--resume"]) == 2  # what the run learns may not change
+    assert "--steps 20 (now 30)" in capsys.readouterr().err
 
 
 def test_help_explains_every_option(capsys):

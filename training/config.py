@@ -7,6 +7,7 @@ Also the model-size presets and the ``--device`` option's meaning.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -67,7 +68,7 @@ class TrainConfig:
     name: str = "my-vit"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
     out_dir: str = "models"  # where the checkpoint goes; the app lists models/ and $VITVIZ_MODELS
     run_dir: str = "runs"  # RUN_DIR/NAME/ holds the last checkpoint, resume state and metrics.jsonl
-    resume: bool = False  # continue the run in RUN_DIR/NAME from its last checkpoint (same options)
+    resume: bool = False  # continue the run in RUN_DIR/NAME from its last checkpoint (same options; --threads, --device, --compile and --log-every may change)
     # data
     data: str = "shapes"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, upload:NAME, or a mixture like photos:1+procedural:1
     eval_data: str = ""  # dataset spec for evaluation; empty = the training data
@@ -112,6 +113,7 @@ class PretrainConfig(TrainConfig):
     image_size: int = 32  # input side in pixels; a coarser grid than the fine-tune's is fine (the blocks see no positions)
     lr: float = 2e-3  # peak learning rate, reached after the warm-up
     key_drop: float = 0.0  # fraction of patch tokens hidden from the attention keys (harder puzzles); in [0, 1)
+    seam_loss: float = 0.0  # weight of the seam loss (which patch lies right of and below each one), added to the position loss; 0 = off
 
 
 @dataclass
@@ -226,6 +228,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--name {config.name!r} must be a plain file name", "name")
     if isinstance(config, PretrainConfig) and not 0.0 <= config.key_drop < 1.0:
         raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}", "key_drop")
+    if isinstance(config, PretrainConfig) and not (config.seam_loss >= 0.0 and math.isfinite(config.seam_loss)):
+        raise ConfigError(f"--seam-loss is a weight of 0 or more, got {config.seam_loss}", "seam_loss")
     if isinstance(config, FinetuneConfig):
         _check_finetune_options(config)
     labeled = isinstance(config, FinetuneConfig)

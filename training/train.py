@@ -49,6 +49,7 @@ from .accuracy import (class_report, classifier_logits, classifier_scores, eval_
                        normalize_images)
 from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, describe_start,
                      model_shape, resolve_device)
+from .seams import SeamHead, SeamJigsaw
 from .finetune import ProbeFeatures, TimmAugmented, set_trainable, timm_train_transform
 from .start import Start, run_architecture, start_weights
 
@@ -124,14 +125,17 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
         augmentation = f"timm: {transform}"
     else:
         augmentation = "device: the data set's own"
-    optimizer = create_optimizer_v2(vit, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+    # the seam loss trains a head of its own beside the ViT; only the ViT's weights are saved
+    seam = SeamHead(vit.embed_dim).to(device) if jigsaw and config.seam_loss else None
+    trained: nn.Module = vit if seam is None else SeamJigsaw(vit, seam)
+    optimizer = create_optimizer_v2(trained, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
                                     layer_decay=getattr(config, "layer_decay", 0.0) or None)
     scheduler = CosineLRScheduler(optimizer, t_initial=_SCHEDULE_UNITS, lr_min=config.min_lr,
                                   warmup_t=round(config.warmup * _SCHEDULE_UNITS), warmup_lr_init=config.min_lr,
                                   t_in_epochs=False)
     ema = ModelEmaV3(vit, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
     eval_model = ema.module if ema is not None else vit
-    net: nn.Module = vit  # a JigsawViT's forward takes (images, permutation, key_mask): one call DDP and compile wrap
+    net: nn.Module = trained  # a JigsawViT's forward takes (images, permutation, key_mask): one call DDP and compile wrap
     if config.compile:
         net = torch.compile(net)
     if ddp:
@@ -144,6 +148,8 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     if config.resume:
         state = _read_resume(run_path / "resume.pt", config)
         vit.load_state_dict(state["model"])
+        if seam is not None:
+            seam.load_state_dict(state["seam"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
@@ -200,6 +206,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
     stop = _StopSignal()
     rng = torch.Generator(device=train_data.device)  # the data stream and the shuffles
     loss_sum = torch.zeros((), device=device)
+    seam_sum = torch.zeros((), device=device)
     images_per_step = config.batch_size * world_size
     t0 = time.perf_counter()
     t_log, step_log = t0, step
@@ -235,6 +242,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
                 "step": step, "elapsed": elapsed, "best_score": best_score, "config": asdict(config),
                 "model": vit.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), **({"ema": ema.state_dict()} if ema is not None else {}),
+                **({"seam": seam.state_dict()} if seam is not None else {}),
             })
         if stopping:
             break
@@ -254,6 +262,8 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
                 key_mask = key_keep_mask(config.batch_size, vit.num_prefix_tokens, grid[0] * grid[1],
                                          config.key_drop, rng)
                 logits = net(images, permutation, None if key_mask is None else key_mask.to(device))  # (B, N, N)
+                if seam is not None:
+                    logits, seam_loss = logits
                 targets = permutation  # (B, N): token k's true grid position
             else:
                 logits = net(images)  # (B, classes)
@@ -261,11 +271,11 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             loss = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(),
                                    label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if seam is None else loss + config.seam_loss * seam_loss).backward()
 
         # clip
         if config.grad_clip:
-            nn.utils.clip_grad_norm_(vit.parameters(), config.grad_clip)
+            nn.utils.clip_grad_norm_(trained.parameters(), config.grad_clip)
 
         # step
         optimizer.step()
@@ -273,6 +283,8 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             ema.update(vit, step=step)
         step += 1
         loss_sum += loss.detach()
+        if seam is not None:
+            seam_sum += seam_loss.detach()
 
         # log (with the DDP agreement above, the only host-device syncs of the loop)
         if master and step % config.log_every == 0:
@@ -280,6 +292,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             now = time.perf_counter()
             row = {
                 "step": step, "split": "train", "loss": mean_loss,
+                **({"seam_loss": (seam_sum / (step - step_log)).item()} if seam is not None else {}),
                 "accuracy": (logits.argmax(-1) == targets).float().mean().item(),
                 "lr": max(group["lr"] for group in optimizer.param_groups),
                 "images_per_s": images_per_step * (step - step_log) / (now - t_log),
@@ -288,6 +301,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             log.write(row)
             progress_bar.update(row, progress)
             loss_sum.zero_()
+            seam_sum.zero_()
             t_log, step_log = now, step
     stop.restore()
 
@@ -341,6 +355,10 @@ def _reseed(rng: torch.Generator, seed: int, rank: int, step: int) -> None:
     torch.manual_seed(value)
 
 
+# Options that change how fast a run goes or how often it logs, not what it learns: a resume may change them.
+_MAY_CHANGE_ON_RESUME = {"resume", "threads", "device", "compile", "log_every"}
+
+
 def _read_resume(path: Path, config: TrainConfig) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--resume: nothing to resume, {path} does not exist")
@@ -350,7 +368,7 @@ def _read_resume(path: Path, config: TrainConfig) -> dict[str, Any]:
         raise ConfigError(f"--resume: {path} is not a readable resume state ({str(e).splitlines()[0]})") from None
     saved = state.get("config", {})
     ours = asdict(config)
-    differ = [k for k in ours if k != "resume" and k in saved and saved[k] != ours[k]]
+    differ = [k for k in ours if k not in _MAY_CHANGE_ON_RESUME and k in saved and saved[k] != ours[k]]
     if differ:
         changes = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (now {ours[k]!r})" for k in differ)
         raise ConfigError(f"--resume: the run in {path.parent} was started with {changes}; resume with the same options")
@@ -428,7 +446,8 @@ class _Progress:
     def update(self, row: dict[str, Any], progress: float) -> None:
         left = row["elapsed"] * (1 - progress) / progress if progress > 0 else 0.0
         line = (f"{self._name} step {row['step']}{self._total} | loss {row['loss']:.4f} | "
-                f"{row['images_per_s']:.0f} img/s | {_clock(row['elapsed'])} elapsed, {_clock(left)} left{self._eval}")
+                + (f"seam {row['seam_loss']:.4f} | " if "seam_loss" in row else "")
+                + f"{row['images_per_s']:.0f} img/s | {_clock(row['elapsed'])} elapsed, {_clock(left)} left{self._eval}")
         sys.stderr.write(("\r" + line.ljust(110)) if self._tty else line + "\n")
         sys.stderr.flush()
 

@@ -162,11 +162,13 @@ class JigsawViT(VisionTransformer):
         self.jigsaw_head = nn.Linear(self.embed_dim, self.jigsaw_grid[0] * self.jigsaw_grid[1])
 
     def forward(self, images: torch.Tensor, permutation: Optional[torch.Tensor] = None,
-                key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                key_mask: Optional[torch.Tensor] = None, return_tokens: bool = False):
         """Position logits ``[B, N, gh*gw]`` for normalised ``images`` ``[B, 3, H, W]`` whose patch tokens
         are shuffled by ``permutation`` (long ``[B, N]``), with ``key_mask`` (from ``key_keep_mask``,
-        bool ``[B, 1, 1, P+N]``) as the attention mask if given. Without a permutation, the plain
-        ``VisionTransformer`` forward (pooled features: the model has no class head).
+        bool ``[B, 1, 1, P+N]``) as the attention mask if given; with ``return_tokens``, the pair
+        ``(logits, tokens)``, where ``tokens`` ``[B, N, D]`` are the normed patch tokens the head reads.
+        Without a permutation, the plain ``VisionTransformer`` forward (pooled features: the model has
+        no class head).
 
         Patch tokens from ``patch_embed`` (no positional embedding), gathered in shuffled order, prefix
         tokens prepended, blocks, final norm, then ``jigsaw_head`` on the patch tokens.
@@ -180,8 +182,9 @@ class JigsawViT(VisionTransformer):
         x = self.norm_pre(self.patch_drop(x))
         for block in self.blocks:
             x = block(x, attn_mask=key_mask)
-        x = self.norm(x)
-        return self.jigsaw_head(x[:, self.num_prefix_tokens:])  # (B, N, gh*gw)
+        tokens = self.norm(x)[:, self.num_prefix_tokens:]  # (B, N, D)
+        logits = self.jigsaw_head(tokens)  # (B, N, gh*gw)
+        return (logits, tokens) if return_tokens else logits
 
 
 def position_logits(
