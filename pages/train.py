@@ -74,6 +74,13 @@ def run_options() -> JobSpec:
         image_size = st.number_input("Image size (px)", step=8, key="train_image_size",
                                      help="A start model keeps its patch size; its position table is resampled.")
         seed = st.number_input("Seed", value=0, key="train_seed")
+        seam_loss = 0.0
+        if task == "pretrain":
+            seam_loss = st.number_input(
+                "Seam loss weight", value=0.0, min_value=0.0, step=0.5, key="train_seam",
+                help="Also ask each patch which patch lies to its right and which below it: only their borders "
+                     "can say, so the model learns to match seams rather than memorise photos. 1 made the 7x7 "
+                     "starter; 0 = off.")
     if task == "finetune":
         augment = "timm" if data.startswith("upload:") and mode != "probe" else "device"
         return JobSpec(task=task, name=name.strip(), data=data, init=init, model=model, image_size=int(image_size),
@@ -81,7 +88,7 @@ def run_options() -> JobSpec:
                        device=str(default_device()), mode=mode, train_blocks=int(train_blocks), augment=augment)
     return JobSpec(task=task, name=name.strip(), data=data, init=init, model=model, image_size=int(image_size),
                    steps=int(steps), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
-                   device=str(default_device()))
+                   device=str(default_device()), seam_loss=float(seam_loss))
 
 
 def cancel(job_id: str) -> None:

@@ -123,6 +123,21 @@ def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(fo
     assert all(c.endswith("**cancelled**") for c in cards) and len(cards) == 2
 
 
+def test_a_jigsaw_run_launched_with_the_seam_loss_carries_it_to_its_command(folders):
+    at = open_page("train", sample="astronaut")
+    assert not [n for n in at.number_input if n.key == "train_seam"]  # a fine-tune has no seam loss
+    at.radio(key="train_task").set_value("pretrain").run()
+    at.selectbox(key="train_data_pretrain").set_value("procedural")
+    at.number_input(key="train_seam").set_value(1.0)
+    at.number_input(key="train_steps").set_value(5000)
+    at.button(key="train_launch").click().run()
+    assert [s.value for s in at.success] == ["Launched **my-jigsaw-1**: started."]
+    (job,) = JobRunner().jobs()
+    assert job.spec.seam_loss == 1.0 and job.spec.data == "procedural"
+    options = dict(zip(job.command[4::2], job.command[5::2]))
+    assert options["--seam-loss"] == "1.0"
+
+
 def test_compare_shows_two_checkpoints_attention_and_their_difference(folders):
     at = open_page("train", sample="chelsea")
     assert chart_titles(at) == []  # drawn when asked, not on every visit

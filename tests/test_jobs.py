@@ -215,6 +215,9 @@ def checkpoints(tmp_path, monkeypatch):
     (dict(init="../my-jigsaw"), "init", "starting checkpoint '../my-jigsaw' is not a checkpoint in "),
     (dict(init="my-jigsaw", image_size=30), "image_size",
      "image size 30 is not a multiple of the patch size 4 of the starting checkpoint 'my-jigsaw'"),
+    (dict(task="pretrain", data="photos", seam_loss=-1.0), "seam_loss",
+     "seam loss weight -1.0 is out of range: choose a number from 0 (off) to 100"),
+    (dict(seam_loss=1.0), "seam_loss", "the seam loss is a jigsaw pretext; weight 1.0 is for jigsaw pretraining"),
     (dict(task="pretrain", data="photos", init="my-jigsaw"), "init",
      "jigsaw pretraining starts from random weights; a starting checkpoint ('my-jigsaw') is for fine-tuning"),
 ])
@@ -256,6 +259,16 @@ def test_the_command_writes_only_into_the_jobs_folders(runner, checkpoints, tmp_
     assert options["--out-dir"] == str(job_folder / "out") and options["--run-dir"] == str(job_folder / "run")
     assert options["--init"] == str((checkpoints / "my-jigsaw.safetensors").resolve())
     assert options["--patch-size"] == "4" and options["--name"] == "from-jigsaw"
+
+
+def test_a_pretraining_job_passes_its_seam_loss_on(runner, tmp_path):
+    from training.jobs import _command
+
+    spec = runner.validate(JobSpec(task="pretrain", name="seams", data="procedural", seam_loss=1.0))
+    options = dict(zip(*(lambda c: (c[4::2], c[5::2]))(_command(spec, tmp_path))))
+    assert options["--seam-loss"] == "1.0" and options["--data"] == "procedural"
+    plain = _command(runner.validate(JobSpec(task="pretrain", name="plain", data="procedural")), tmp_path)
+    assert "--seam-loss" not in plain  # the default, left out
 
 
 def test_a_classifier_checkpoint_or_a_timm_name_starts_a_fine_tune(runner, checkpoints):

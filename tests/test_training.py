@@ -323,6 +323,9 @@ def test_quickstart_at_16_px_patches_plans_7x7_grids_and_refuses_other_sizes():
     assert (pretrain.name, finetune.name) == ("starter-jigsaw-16", "starter-shapes-16")
     assert pretrain.patch_size == finetune.patch_size == 16
     assert pretrain.image_size // 16 == finetune.image_size // 16 == 7
+    # photos at 7x7 are memorised; the seam loss on endless procedural images is what generalises
+    assert (pretrain.data, pretrain.seam_loss, pretrain.eval_data) == ("procedural", 1.0, "photos")
+    assert starter_configs(QuickstartConfig(minutes=90))[0].seam_loss == 0.0
     with pytest.raises(ConfigError, match="--patch-size 12 is not one of 8, 16"):
         starter_configs(QuickstartConfig(patch_size=12))
 
@@ -330,6 +333,7 @@ def test_quickstart_at_16_px_patches_plans_7x7_grids_and_refuses_other_sizes():
 @pytest.mark.parametrize("config", [
     PretrainConfig(),
     PretrainConfig(name="jig", data="photos", minutes=2.5, key_drop=0.25, amp=False, patch_size=4, lr=3e-4),
+    PretrainConfig(data="procedural", seam_loss=0.5, threads=2),
     FinetuneConfig(name="cls", init="/abs/jig.safetensors", steps=7, batch_size=5, eval_every=1, compile=True),
     FinetuneConfig(minutes=1.0, steps=0, data="folder:/data/pets", layer_decay=0.75),
     EvaluateConfig(checkpoint="starter-shapes", split="test", images=64, seed=3),

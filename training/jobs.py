@@ -131,6 +131,7 @@ class JobSpec:
     mode: str = "full"  # finetune: full, last (the last train_blocks blocks and the head) or probe (the head alone)
     train_blocks: int = 2  # finetune with mode "last": how many of the last blocks train
     augment: str = "device"  # finetune: device (the data set's crops and flips) or timm (the start model's transform)
+    seam_loss: float = 0.0  # pretrain: weight of the seam loss (training.seams); 0 = off
 
     @property
     def eval_every(self) -> int:
@@ -367,6 +368,13 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
     if spec.task == "pretrain" and spec.augment != "device":
         raise JobSpecError("augment", "jigsaw pretraining augments as its data set does; augment "
                                       f"{spec.augment!r} is for fine-tuning")
+    if isinstance(spec.seam_loss, bool) or not isinstance(spec.seam_loss, (int, float)) \
+            or not 0 <= spec.seam_loss <= 100:
+        raise JobSpecError("seam_loss", f"seam loss weight {spec.seam_loss!r} is out of range: choose a number "
+                                        "from 0 (off) to 100")
+    if spec.task == "finetune" and spec.seam_loss:
+        raise JobSpecError("seam_loss", f"the seam loss is a jigsaw pretext; weight {spec.seam_loss!r} is for "
+                                        "jigsaw pretraining")
     if spec.init and find_checkpoint(spec.init) is None and not _timm_name(spec.init):  # names, never a path
         raise JobSpecError("init", f"starting checkpoint {spec.init!r} is not a checkpoint in "
                                    f"{', '.join(str(d) for d in checkpoint_dirs())} nor a timm ViT name")
@@ -397,7 +405,7 @@ def _config(spec: JobSpec, folder: Path) -> TrainConfig:
                   batch_size=spec.batch_size, lr=float(spec.lr), seed=spec.seed, device=spec.device,
                   eval_images=spec.eval_images, eval_every=spec.eval_every, log_every=spec.log_every)
     if spec.task == "pretrain":
-        return PretrainConfig(**common, model=spec.model)
+        return PretrainConfig(**common, model=spec.model, seam_loss=float(spec.seam_loss))
     common.update(mode=spec.mode, train_blocks=spec.train_blocks, augment=spec.augment)
     checkpoint = find_checkpoint(spec.init) if spec.init else None
     if checkpoint is not None:  # a path: the same file whatever the job's environment

@@ -9,7 +9,8 @@ number of steps, from random weights.
 
 ``--patch-size 16`` makes the second generation at the patch size of the ViT paper: ``starter-jigsaw-16``,
 ``starter-shapes-16`` and ``starter-shapes-16-scratch``, all at 112 px with 16 px patches (a 7x7 grid of patches a
-person can recognise).
+person can recognise). At 7x7 a model shown photos learns where each photo's contents sit rather than how patches
+meet, so ``starter-jigsaw-16`` learns on procedural images alone, with the seam loss (``training.seams``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def starter_configs(config: QuickstartConfig) -> tuple[PretrainConfig, FinetuneC
     suffix = "" if config.patch_size == 8 else f"-{config.patch_size}"
     common = dict(out_dir=config.out_dir, run_dir=config.run_dir, model=config.model, patch_size=config.patch_size,
                   seed=config.seed, device=config.device, threads=config.threads, steps=0, batch_size=64)
-    pretrain = PretrainConfig(name=f"starter-jigsaw{suffix}", data="photos:1+procedural:1", eval_data="photos",
-                              image_size=pretext_size, minutes=_PRETRAIN_SHARE * config.minutes, lr=2e-3,
-                              eval_every=250, **common)
+    pretext = dict(data="photos:1+procedural:1") if config.patch_size == 8 else dict(data="procedural", seam_loss=1.0)
+    pretrain = PretrainConfig(name=f"starter-jigsaw{suffix}", eval_data="photos", image_size=pretext_size,
+                              minutes=_PRETRAIN_SHARE * config.minutes, lr=2e-3, eval_every=250, **pretext, **common)
     finetune = FinetuneConfig(name=f"starter-shapes{suffix}", data="shapes", image_size=finetune_size, init="",
                               minutes=_FINETUNE_SHARE * config.minutes, lr=1e-3, eval_every=250,
                               **common)
