@@ -219,7 +219,7 @@ def checkpoints(tmp_path, monkeypatch):
      "seam loss weight -1.0 is out of range: choose a number from 0 (off) to 100"),
     (dict(seam_loss=1.0), "seam_loss", "the seam loss is a jigsaw pretext; weight 1.0 is for jigsaw pretraining"),
     (dict(task="pretrain", data="photos", init="my-jigsaw"), "init",
-     "jigsaw pretraining starts from random weights; a starting checkpoint ('my-jigsaw') is for fine-tuning"),
+     "jigsaw pretraining here starts from random weights; a starting checkpoint ('my-jigsaw') is for fine-tuning (go on"),
 ])
 def test_bad_arguments_are_refused_before_launch(runner, checkpoints, changes, field, message):
     spec = JobSpec(**{**dict(task="finetune", name="new-model"), **changes})

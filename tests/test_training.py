@@ -269,6 +269,35 @@ def test_init_takes_a_classifier_checkpoint_and_refuses_another_size(pretrained,
     assert code == 2 and "differs from the --init checkpoint's 4" in capsys.readouterr().err
 
 
+def test_pretraining_goes_on_from_a_jigsaw_checkpoint(pretrained, tmp_path, capsys):
+    config, result = pretrained
+    start = load_file(str(result.checkpoint))
+    # With a zero learning rate nothing moves: the checkpoint shows exactly what --init loaded.
+    common = dict(data="photos", init=str(result.checkpoint), lr=0.0, min_lr=0.0, steps=2, eval_every=2,
+                  out_dir=str(tmp_path), run_dir=str(tmp_path / "runs"),
+                  **{k: v for k, v in TINY.items() if k not in ("model", "patch_size")})
+    train_quietly(PretrainConfig(name="same", image_size=16, seam_loss=1.0, **common), ["pretrain"])
+    same = load_file(str(tmp_path / "same.safetensors"))
+    assert set(same) == set(start) and all(torch.equal(start[k], same[k]) for k in start)
+    card = json.loads((tmp_path / "same.json").read_text())
+    assert card["training"]["init"] == str(result.checkpoint) and card["architecture"]["patch_size"] == 4
+    assert card["metrics"]["val"]["patch_acc_hungarian"] == pytest.approx(
+        _rows(Path(config.run_dir), "jig", "val")[-1]["patch_acc_hungarian"])  # the start's score, unchanged
+
+    # A finer grid keeps every weight but the jigsaw head, which is new and sized for 6x6.
+    train_quietly(PretrainConfig(name="finer", image_size=24, **common), ["pretrain"])
+    finer = load_file(str(tmp_path / "finer.safetensors"))
+    kept = [k for k in start if not k.startswith("jigsaw_head.")]
+    assert all(torch.equal(start[k], finer[k]) for k in kept) and set(finer) == set(start)
+    assert finer["jigsaw_head.weight"].shape == (36, 64)
+
+    capsys.readouterr()
+    assert main(["pretrain", "--init", "starter-shapes", "--out-dir", str(tmp_path)]) == 2
+    assert "goes on from a jigsaw checkpoint; 'starter-shapes' is a classifier" in capsys.readouterr().err
+    assert main(["pretrain", "--init", str(result.checkpoint), "--depth", "4", "--out-dir", str(tmp_path)]) == 2
+    assert "--depth 4 differs from the --init checkpoint's 2" in capsys.readouterr().err
+
+
 def test_resume_with_other_options_is_refused(pretrained, capsys):
     config, _ = pretrained
     args = ["pretrain", "--name", "jig", "--run-dir", config.run_dir, "--out-dir", config.out_dir, "--resume",

@@ -23,7 +23,7 @@ from .config import (
 __all__ = ["main", "parse", "to_argv"]
 
 _COMMANDS = {
-    "pretrain": (PretrainConfig, "jigsaw pretext: predict each shuffled patch's grid position (no positional embedding)"),
+    "pretrain": (PretrainConfig, "jigsaw pretext: predict each shuffled patch's grid position (no positional embedding), from random weights or a jigsaw checkpoint (--init)"),
     "finetune": (FinetuneConfig, "classification, from a jigsaw checkpoint (--init) or from random weights"),
     "evaluate": (EvaluateConfig, "print a checkpoint's metrics on a split of a dataset"),
     "halve": (HalveConfig, "store a checkpoint in float16 (half the file), with its metrics before and after"),

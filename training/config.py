@@ -111,9 +111,11 @@ class PretrainConfig(TrainConfig):
     name: str = "my-jigsaw"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
     data: str = "photos:1+procedural:1"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, or a mixture like photos:1+procedural:1
     image_size: int = 32  # input side in pixels; a coarser grid than the fine-tune's is fine (the blocks see no positions)
+    patch_size: int = 0  # patch side in pixels; must divide the image size; 0 = the --init checkpoint's, else 8
     lr: float = 2e-3  # peak learning rate, reached after the warm-up
     key_drop: float = 0.0  # fraction of patch tokens hidden from the attention keys (harder puzzles); in [0, 1)
     seam_loss: float = 0.0  # weight of the seam loss (which patch lies right of and below each one), added to the position loss; 0 = off
+    init: str = ""  # a jigsaw checkpoint to go on from (name or .safetensors path): its weights under a new learning-rate schedule, its model size (its jigsaw head too when the grid is the same); empty = random weights
 
 
 @dataclass
@@ -226,16 +228,17 @@ def check_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--ema-decay must be in [0, 1), got {config.ema_decay}", "ema_decay")
     if not config.name or "/" in config.name or config.name.startswith("."):
         raise ConfigError(f"--name {config.name!r} must be a plain file name", "name")
-    if isinstance(config, PretrainConfig) and not 0.0 <= config.key_drop < 1.0:
-        raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}", "key_drop")
-    if isinstance(config, PretrainConfig) and not (config.seam_loss >= 0.0 and math.isfinite(config.seam_loss)):
-        raise ConfigError(f"--seam-loss is a weight of 0 or more, got {config.seam_loss}", "seam_loss")
+    if isinstance(config, PretrainConfig):
+        if not 0.0 <= config.key_drop < 1.0:
+            raise ConfigError(f"--key-drop is a fraction in [0, 1), got {config.key_drop}", "key_drop")
+        if not (config.seam_loss >= 0.0 and math.isfinite(config.seam_loss)):
+            raise ConfigError(f"--seam-loss is a weight of 0 or more, got {config.seam_loss}", "seam_loss")
     if isinstance(config, FinetuneConfig):
         _check_finetune_options(config)
     labeled = isinstance(config, FinetuneConfig)
     config = replace(config, data=check_spec(config.data, labeled=labeled),
                      eval_data=check_spec(config.eval_data, labeled=labeled) if config.eval_data else "")
-    if isinstance(config, FinetuneConfig) and config.init:
+    if isinstance(config, (FinetuneConfig, PretrainConfig)) and config.init:
         config = _settle_init(config)
     depth = model_shape(config)["depth"]
     if isinstance(config, FinetuneConfig) and config.mode == "last" and config.train_blocks > depth:
@@ -318,9 +321,12 @@ def describe_start(init: str) -> Start:
     return Start(init, "timm", architecture)
 
 
-def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
+def _settle_init(config: FinetuneConfig | PretrainConfig) -> FinetuneConfig | PretrainConfig:
     start = describe_start(config.init)
     what, name = start.what, start.path.stem if start.path else start.ref
+    if isinstance(config, PretrainConfig) and start.kind != "jigsaw":
+        raise ConfigError(f"jigsaw pretraining goes on from a jigsaw checkpoint; {name!r} is a {start.kind} {what} "
+                          "(fine-tune from it with: python -m training finetune --init)", "init")
     source = start.architecture
     wanted = {"patch_size": config.patch_size, "embed_dim": config.embed_dim, "depth": config.depth,
               "num_heads": config.num_heads}
@@ -331,7 +337,7 @@ def _settle_init(config: FinetuneConfig) -> FinetuneConfig:
     mlp_ratio = source.get("mlp_ratio", 4.0)
     if config.mlp_ratio not in (mlp_ratio, TrainConfig.mlp_ratio):  # the default follows the --init model
         raise ConfigError(f"--mlp-ratio {config.mlp_ratio} differs from the --init {what}'s {mlp_ratio}", "mlp_ratio")
-    if config.mode == "probe" and source.get("distilled"):
+    if getattr(config, "mode", "full") == "probe" and source.get("distilled"):
         raise ConfigError(f"starting {what} {name!r} is distilled (two heads): train it with --mode last or full",
                           "mode")
     patch_size = int(source["patch_size"])

@@ -361,8 +361,9 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
     if not isinstance(spec.device, str) or not _DEVICE.fullmatch(spec.device):
         raise JobSpecError("device", f"device {spec.device!r} is not one of cpu, cuda, cuda:N, mps")
     if spec.init and spec.task == "pretrain":
-        raise JobSpecError("init", f"jigsaw pretraining starts from random weights; a starting checkpoint "
-                                   f"({spec.init!r}) is for fine-tuning")
+        raise JobSpecError("init", f"jigsaw pretraining here starts from random weights; a starting checkpoint "
+                                   f"({spec.init!r}) is for fine-tuning (go on from a jigsaw checkpoint with: "
+                                   "python -m training pretrain --init NAME)")
     if spec.task == "pretrain" and spec.mode != "full":
         raise JobSpecError("mode", f"jigsaw pretraining trains every weight; mode {spec.mode!r} is for fine-tuning")
     if spec.task == "pretrain" and spec.augment != "device":

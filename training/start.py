@@ -1,4 +1,7 @@
-"""Where a fine-tune starts (``--init``): any ``vitviz.models.load_model`` reference that is a classifier backbone.
+"""Where a run starts (``--init``): any ``vitviz.models.load_model`` reference that is a classifier backbone.
+
+Jigsaw pretraining goes on from a jigsaw checkpoint: every weight, its jigsaw head too unless the run's grid
+differs, under the run's own learning-rate schedule. A fine-tune starts from
 
 - a **jigsaw checkpoint**: its patch embedding, class token, blocks and norms; the position table (a jigsaw model
   has none) and the head are new;
@@ -89,7 +92,11 @@ def start_weights(start: Start, vit: VisionTransformer) -> tuple[tuple[float, ..
     except ModelLoadError as e:
         raise ModelLoadError(f"starting {start.what} {start.ref!r} cannot be loaded: {e}") from None
     state = model.state_dict()
-    if start.kind == "jigsaw":
+    if start.kind == "jigsaw" and getattr(vit, "jigsaw_head", None) is not None:  # jigsaw pretraining goes on
+        fresh = {"jigsaw_head.weight", "jigsaw_head.bias"}  # new where the run's grid differs from the start's
+        if state["jigsaw_head.weight"].shape != vit.jigsaw_head.weight.shape:
+            state = {k: v for k, v in state.items() if not k.startswith("jigsaw_head.")}
+    elif start.kind == "jigsaw":
         state = {k: v for k, v in state.items() if not k.startswith("jigsaw_head.")}
         fresh = {"pos_embed", "head.weight", "head.bias"}
     else:

@@ -49,8 +49,8 @@ from .accuracy import (class_report, classifier_logits, classifier_scores, eval_
                        normalize_images)
 from .config import (ConfigError, FinetuneConfig, PretrainConfig, TrainConfig, check_config, describe_start,
                      model_shape, resolve_device)
-from .seams import SeamHead, SeamJigsaw
 from .finetune import ProbeFeatures, TimmAugmented, set_trainable, timm_train_transform
+from .seams import SeamHead, SeamJigsaw
 from .start import Start, run_architecture, start_weights
 
 __all__ = ["RunResult", "train"]
@@ -167,7 +167,7 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
             "class_names": list(train_data.class_names),
             "training": {
                 "command": list(command), "dataset": config.data, "eval_dataset": eval_spec, "steps": step,
-                "init": config.init if not jigsaw and config.init else None, "mode": mode,
+                "init": config.init or None, "mode": mode,
                 "augmentation": augmentation.splitlines(), "seed": config.seed,
                 "world_size": world_size, "device": str(device), "elapsed_s": round(elapsed, 1),
                 "finished": finished, "config": asdict(config),
@@ -335,16 +335,15 @@ def train(config: TrainConfig, command: Sequence[str] = ()) -> RunResult:
 def _architecture(config: TrainConfig, num_classes: int) -> tuple[TrainConfig, dict[str, Any], Optional[Start]]:
     """The timm VisionTransformer keys of this run, the config with its model size filled in, and
     the model ``--init`` names (None without)."""
-    if isinstance(config, PretrainConfig):
-        shape = model_shape(config)
-        architecture = dict(**shape, num_classes=0, class_token=True, global_pool="token", pos_embed="none")
-        return replace(config, embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"]), architecture, None
-    assert isinstance(config, FinetuneConfig)
     if not config.init:
         shape = model_shape(config)
-        architecture = dict(**shape, num_classes=num_classes, class_token=True, global_pool="token", pos_embed="learn")
+        pretrain = isinstance(config, PretrainConfig)  # jigsaw: no positions, and no class head
+        architecture = dict(**shape, num_classes=0 if pretrain else num_classes, class_token=True,
+                            global_pool="token", pos_embed="none" if pretrain else "learn")
         return replace(config, embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"]), architecture, None
     start = describe_start(config.init)  # check_config settled the size from it
+    if isinstance(config, PretrainConfig):  # a jigsaw checkpoint, at this run's image size
+        return config, {**start.architecture, "img_size": config.image_size}, start
     return config, run_architecture(start, model_shape(config), num_classes), start
 
 
