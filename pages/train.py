@@ -57,6 +57,11 @@ def run_options() -> JobSpec:
                                 help="A jigsaw checkpoint gives its blocks; a classifier checkpoint or a timm ViT "
                                      "everything but its head, which is made anew for your classes.")
             mode, train_blocks = finetune_mode()
+        else:
+            init = st.selectbox("Start from", ["", *jigsaw_checkpoints()], format_func=lambda r: r or "random weights",
+                                key="train_init_pretrain",
+                                help="A jigsaw checkpoint goes on learning under a new learning-rate schedule, "
+                                     "with its own size and patch size.")
         model = "micro"
         if not init:
             model = st.selectbox("Model size", MODEL_SIZES, key="train_model",

@@ -123,19 +123,23 @@ def test_launched_jobs_are_listed_queued_cancelled_and_found_by_a_new_session(fo
     assert all(c.endswith("**cancelled**") for c in cards) and len(cards) == 2
 
 
-def test_a_jigsaw_run_launched_with_the_seam_loss_carries_it_to_its_command(folders):
+def test_a_jigsaw_run_launched_with_the_seam_loss_from_a_jigsaw_checkpoint_carries_both_to_its_command(folders):
     at = open_page("train", sample="astronaut")
     assert not [n for n in at.number_input if n.key == "train_seam"]  # a fine-tune has no seam loss
     at.radio(key="train_task").set_value("pretrain").run()
+    starts = at.selectbox(key="train_init_pretrain")
+    assert starts.value == "" and "tiny-jigsaw" in starts.options and "tiny-classifier" not in starts.options
+    starts.set_value("tiny-jigsaw").run()
+    assert not [s for s in at.selectbox if s.key == "train_model"]  # the size is the checkpoint's
     at.selectbox(key="train_data_pretrain").set_value("procedural")
     at.number_input(key="train_seam").set_value(1.0)
     at.number_input(key="train_steps").set_value(5000)
     at.button(key="train_launch").click().run()
     assert [s.value for s in at.success] == ["Launched **my-jigsaw-1**: started."]
     (job,) = JobRunner().jobs()
-    assert job.spec.seam_loss == 1.0 and job.spec.data == "procedural"
+    assert job.spec.seam_loss == 1.0 and job.spec.data == "procedural" and job.spec.init == "tiny-jigsaw"
     options = dict(zip(job.command[4::2], job.command[5::2]))
-    assert options["--seam-loss"] == "1.0"
+    assert options["--seam-loss"] == "1.0" and options["--init"].endswith("tiny-jigsaw.safetensors")
 
 
 def test_compare_shows_two_checkpoints_attention_and_their_difference(folders):

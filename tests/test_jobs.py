@@ -218,8 +218,10 @@ def checkpoints(tmp_path, monkeypatch):
     (dict(task="pretrain", data="photos", seam_loss=-1.0), "seam_loss",
      "seam loss weight -1.0 is out of range: choose a number from 0 (off) to 100"),
     (dict(seam_loss=1.0), "seam_loss", "the seam loss is a jigsaw pretext; weight 1.0 is for jigsaw pretraining"),
-    (dict(task="pretrain", data="photos", init="my-jigsaw"), "init",
-     "jigsaw pretraining here starts from random weights; a starting checkpoint ('my-jigsaw') is for fine-tuning (go on"),
+    (dict(task="pretrain", data="photos", init="my-classifier"), "init",
+     "jigsaw pretraining goes on from a jigsaw checkpoint; 'my-classifier' is a classifier checkpoint (fine-tune from"),
+    (dict(task="pretrain", data="photos", init="vit_tiny_patch16_224"), "init",
+     "jigsaw pretraining goes on from a jigsaw checkpoint; 'vit_tiny_patch16_224' is a timm model"),
 ])
 def test_bad_arguments_are_refused_before_launch(runner, checkpoints, changes, field, message):
     spec = JobSpec(**{**dict(task="finetune", name="new-model"), **changes})
@@ -268,7 +270,17 @@ def test_a_pretraining_job_passes_its_seam_loss_on(runner, tmp_path):
     options = dict(zip(*(lambda c: (c[4::2], c[5::2]))(_command(spec, tmp_path))))
     assert options["--seam-loss"] == "1.0" and options["--data"] == "procedural"
     plain = _command(runner.validate(JobSpec(task="pretrain", name="plain", data="procedural")), tmp_path)
-    assert "--seam-loss" not in plain  # the default, left out
+    assert "--seam-loss" not in plain and "--init" not in plain  # the defaults, left out
+
+
+def test_a_pretraining_job_goes_on_from_a_jigsaw_checkpoint(runner, checkpoints, tmp_path):
+    from training.jobs import _command
+
+    spec = runner.validate(JobSpec(task="pretrain", name="more", data="procedural", init="my-jigsaw", image_size=24))
+    assert spec.patch_size == 4  # the checkpoint's
+    options = dict(zip(*(lambda c: (c[4::2], c[5::2]))(_command(spec, tmp_path))))
+    assert options["--init"] == str((checkpoints / "my-jigsaw.safetensors").resolve())
+    assert options["--patch-size"] == "4" and "--model" not in options
 
 
 def test_a_classifier_checkpoint_or_a_timm_name_starts_a_fine_tune(runner, checkpoints):

@@ -118,7 +118,7 @@ class JobSpec:
     task: Task  # "pretrain" (jigsaw pretext) or "finetune" (classification)
     name: str  # checkpoint name: <jobs root>/models/NAME.safetensors + NAME.json
     data: str = "shapes"  # a bundled data set, a mixture like photos:1+procedural:1, folder:PATH, crops:PATH or upload:NAME
-    init: str = ""  # finetune: a checkpoint's name (jigsaw or classifier) or a timm ViT name; "" = random weights
+    init: str = ""  # a checkpoint's name (finetune: jigsaw or classifier, or a timm ViT name; pretrain: jigsaw); "" = random weights
     model: str = "micro"  # size preset when starting from random weights
     image_size: int = 32  # input side in pixels
     patch_size: int = 0  # 0 = 8, or the starting checkpoint's (the only one it fits)
@@ -360,10 +360,6 @@ def _validate(spec: JobSpec, out_dir: Path, folder: Path) -> JobSpec:
         raise JobSpecError("lr", f"learning rate {spec.lr!r} is out of range: choose a number from {low:g} to {high:g}")
     if not isinstance(spec.device, str) or not _DEVICE.fullmatch(spec.device):
         raise JobSpecError("device", f"device {spec.device!r} is not one of cpu, cuda, cuda:N, mps")
-    if spec.init and spec.task == "pretrain":
-        raise JobSpecError("init", f"jigsaw pretraining here starts from random weights; a starting checkpoint "
-                                   f"({spec.init!r}) is for fine-tuning (go on from a jigsaw checkpoint with: "
-                                   "python -m training pretrain --init NAME)")
     if spec.task == "pretrain" and spec.mode != "full":
         raise JobSpecError("mode", f"jigsaw pretraining trains every weight; mode {spec.mode!r} is for fine-tuning")
     if spec.task == "pretrain" and spec.augment != "device":
@@ -405,10 +401,11 @@ def _config(spec: JobSpec, folder: Path) -> TrainConfig:
                   image_size=spec.image_size, patch_size=spec.patch_size, steps=spec.steps,
                   batch_size=spec.batch_size, lr=float(spec.lr), seed=spec.seed, device=spec.device,
                   eval_images=spec.eval_images, eval_every=spec.eval_every, log_every=spec.log_every)
-    if spec.task == "pretrain":
-        return PretrainConfig(**common, model=spec.model, seam_loss=float(spec.seam_loss))
-    common.update(mode=spec.mode, train_blocks=spec.train_blocks, augment=spec.augment)
     checkpoint = find_checkpoint(spec.init) if spec.init else None
+    if spec.task == "pretrain":  # from random weights or a jigsaw checkpoint (check_config refuses other starts)
+        start = dict(init=str(checkpoint.resolve())) if checkpoint is not None else dict(model=spec.model, init=spec.init)
+        return PretrainConfig(**common, seam_loss=float(spec.seam_loss), **start)
+    common.update(mode=spec.mode, train_blocks=spec.train_blocks, augment=spec.augment)
     if checkpoint is not None:  # a path: the same file whatever the job's environment
         return FinetuneConfig(**common, init=str(checkpoint.resolve()))
     if spec.init:  # a timm name
