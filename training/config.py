@@ -80,7 +80,7 @@ class TrainConfig:
     num_heads: int = 0  # attention heads per block; 0 = from the preset
     mlp_ratio: float = 4.0  # MLP hidden width as a multiple of the token width
     image_size: int = 64  # input side in pixels (square)
-    patch_size: int = 8  # patch side in pixels; must divide the image size
+    patch_size: int = 0  # patch side in pixels; must divide the image size; 0 = the --init checkpoint's, else 8
     # optimisation
     batch_size: int = 64  # images per optimizer step (per process under torchrun)
     steps: int = 1000  # optimizer steps; 0 = no step limit (needs --minutes)
@@ -111,7 +111,6 @@ class PretrainConfig(TrainConfig):
     name: str = "my-jigsaw"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
     data: str = "photos:1+procedural:1"  # dataset spec: photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, or a mixture like photos:1+procedural:1
     image_size: int = 32  # input side in pixels; a coarser grid than the fine-tune's is fine (the blocks see no positions)
-    patch_size: int = 0  # patch side in pixels; must divide the image size; 0 = the --init checkpoint's, else 8
     lr: float = 2e-3  # peak learning rate, reached after the warm-up
     key_drop: float = 0.0  # fraction of patch tokens hidden from the attention keys (harder puzzles); in [0, 1)
     seam_loss: float = 0.0  # weight of the seam loss (which patch lies right of and below each one), added to the position loss; 0 = off
@@ -123,7 +122,6 @@ class FinetuneConfig(TrainConfig):
     """Classification with learned positional embeddings and a class head, from a jigsaw checkpoint or scratch."""
 
     name: str = "my-classifier"  # checkpoint name: OUT_DIR/NAME.safetensors (best weights) + NAME.json (sidecar)
-    patch_size: int = 0  # patch side in pixels; must divide the image size; 0 = the --init checkpoint's, else 8
     init: str = ""  # the starting model (name or .safetensors path): a jigsaw checkpoint gives its blocks (positions and head new), a classifier checkpoint or a timm ViT name everything but its head; empty = random weights
     mode: str = "full"  # what trains: full (every weight), last (the last --train-blocks blocks, the final norm and the head) or probe (the head alone, on the frozen model's features, computed once)
     train_blocks: int = 2  # with --mode last: how many of the last blocks train

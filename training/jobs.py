@@ -402,15 +402,12 @@ def _config(spec: JobSpec, folder: Path) -> TrainConfig:
                   batch_size=spec.batch_size, lr=float(spec.lr), seed=spec.seed, device=spec.device,
                   eval_images=spec.eval_images, eval_every=spec.eval_every, log_every=spec.log_every)
     checkpoint = find_checkpoint(spec.init) if spec.init else None
-    if spec.task == "pretrain":  # from random weights or a jigsaw checkpoint (check_config refuses other starts)
-        start = dict(init=str(checkpoint.resolve())) if checkpoint is not None else dict(model=spec.model, init=spec.init)
+    # a checkpoint as a path (the same file whatever the job's environment), a timm name, or a size for random weights
+    init = str(checkpoint.resolve()) if checkpoint is not None else spec.init
+    start = dict(init=init) if init else dict(model=spec.model)
+    if spec.task == "pretrain":  # check_config refuses a start that is not a jigsaw checkpoint
         return PretrainConfig(**common, seam_loss=float(spec.seam_loss), **start)
-    common.update(mode=spec.mode, train_blocks=spec.train_blocks, augment=spec.augment)
-    if checkpoint is not None:  # a path: the same file whatever the job's environment
-        return FinetuneConfig(**common, init=str(checkpoint.resolve()))
-    if spec.init:  # a timm name
-        return FinetuneConfig(**common, init=spec.init)
-    return FinetuneConfig(**common, model=spec.model)
+    return FinetuneConfig(**common, mode=spec.mode, train_blocks=spec.train_blocks, augment=spec.augment, **start)
 
 
 def start_image_size(init: str) -> Optional[int]:

@@ -92,13 +92,11 @@ def start_weights(start: Start, vit: VisionTransformer) -> tuple[tuple[float, ..
     except ModelLoadError as e:
         raise ModelLoadError(f"starting {start.what} {start.ref!r} cannot be loaded: {e}") from None
     state = model.state_dict()
-    if start.kind == "jigsaw" and getattr(vit, "jigsaw_head", None) is not None:  # jigsaw pretraining goes on
-        fresh = {"jigsaw_head.weight", "jigsaw_head.bias"}  # new where the run's grid differs from the start's
-        if state["jigsaw_head.weight"].shape != vit.jigsaw_head.weight.shape:
+    if start.kind == "jigsaw":
+        going_on = getattr(vit, "jigsaw_head", None) is not None  # jigsaw pretraining goes on from it
+        if not going_on or state["jigsaw_head.weight"].shape != vit.jigsaw_head.weight.shape:  # another grid
             state = {k: v for k, v in state.items() if not k.startswith("jigsaw_head.")}
-    elif start.kind == "jigsaw":
-        state = {k: v for k, v in state.items() if not k.startswith("jigsaw_head.")}
-        fresh = {"pos_embed", "head.weight", "head.bias"}
+        fresh = {"jigsaw_head.weight", "jigsaw_head.bias"} if going_on else {"pos_embed", "head.weight", "head.bias"}
     else:
         state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
         fresh = {k for k in vit.state_dict() if k.startswith(("head.", "head_dist."))}
