@@ -26,8 +26,10 @@ browser:
 		exit 1; \
 	fi
 
+# One pytest worker per core (pytest-xdist), each test file on one worker: its module's app server and jobs stay
+# together. A plain `pytest` runs serially.
 test: $(STAMP) browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n auto --dist loadfile
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/attention.py

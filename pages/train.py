@@ -20,7 +20,8 @@ TASKS = {"finetune": "Classification fine-tuning", "pretrain": "Jigsaw pretraini
 DATASETS = {
     "finetune": {"shapes": "shapes (4 classes, generated)", "digits": "digits (10 classes)"},
     "pretrain": {"photos:1+procedural:1": "photos + procedural (mixture)", "photos": "photos",
-                 "procedural": "procedural", "shapes": "shapes", "digits": "digits"},
+                 "procedural": "procedural", "textured": "textured (dead leaves cut from photos)",
+                 "procedural:1+textured:1": "procedural + textured (mixture)", "shapes": "shapes", "digits": "digits"},
 }
 FOLDER, CROPS = "folder", "crops"
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",

@@ -8,7 +8,20 @@ os.environ.setdefault("VITVIZ_DEVICE", "cpu")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (make test: one worker per core) the cores are shared among the workers.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most 4 (each may run an app server and Chromium)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def worker_suffix() -> str:
+    """``-gw0`` and so on under pytest-xdist, else empty: for files that every worker writes."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"-{worker}" if worker else ""
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +117,7 @@ def starter_or_tiny(starter: str, folder: Path, make_tiny) -> tuple[str, dict]:
 
 @pytest.fixture(scope="session")
 def app_server(output_dir):
-    with running_app(output_dir / "streamlit-server.log") as server:
+    with running_app(output_dir / f"streamlit-server{worker_suffix()}.log") as server:
         yield server
 
 

@@ -131,13 +131,13 @@ def test_a_jigsaw_run_launched_with_the_seam_loss_from_a_jigsaw_checkpoint_carri
     assert starts.value == "" and "tiny-jigsaw" in starts.options and "tiny-classifier" not in starts.options
     starts.set_value("tiny-jigsaw").run()
     assert not [s for s in at.selectbox if s.key == "train_model"]  # the size is the checkpoint's
-    at.selectbox(key="train_data_pretrain").set_value("procedural")
+    at.selectbox(key="train_data_pretrain").set_value("procedural:1+textured:1")
     at.number_input(key="train_seam").set_value(1.0)
     at.number_input(key="train_steps").set_value(5000)
     at.button(key="train_launch").click().run()
     assert [s.value for s in at.success] == ["Launched **my-jigsaw-1**: started."]
     (job,) = JobRunner().jobs()
-    assert job.spec.seam_loss == 1.0 and job.spec.data == "procedural" and job.spec.init == "tiny-jigsaw"
+    assert job.spec.seam_loss == 1.0 and job.spec.data == "procedural:1+textured:1" and job.spec.init == "tiny-jigsaw"
     options = dict(zip(job.command[4::2], job.command[5::2]))
     assert options["--seam-loss"] == "1.0" and options["--init"].endswith("tiny-jigsaw.safetensors")
 

@@ -30,7 +30,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 # --- every source: shapes, dtypes, ranges, determinism ------------------------------------------------
 
-SOURCES = ["photos", "procedural", "shapes", "digits", "photos:1+procedural:1"]
+SOURCES = ["photos", "procedural", "textured", "shapes", "digits", "photos:1+procedural:1"]
 
 
 @pytest.mark.parametrize("spec", SOURCES)
@@ -61,7 +61,7 @@ def test_a_batch_is_a_function_of_the_generator(spec):
     assert not torch.allclose(first, other)
 
 
-@pytest.mark.parametrize("spec", ["photos", "procedural", "shapes", "digits"])
+@pytest.mark.parametrize("spec", ["photos", "procedural", "textured", "shapes", "digits"])
 def test_fixed_set_is_deterministic_and_follows_the_seed(spec):
     images, labels, masks = fixed_set(spec, "val", 32, 12, seed=0)
     again, again_labels, _ = fixed_set(spec, "val", 32, 12, seed=0)
@@ -128,6 +128,52 @@ def test_shapes_backgrounds_follow_the_photo_split(coded_photos):
         near = torch.nn.functional.max_pool2d(masks[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
         background = images.permute(0, 2, 3, 1)[~near]  # (pixels, 3), away from the shapes' edges
         assert _codes(background) <= {coded_photos[n] for n in names}, split
+
+
+@pytest.fixture
+def split_coloured_photos(monkeypatch):
+    """The sample photos replaced by flat red ones (train photos) and flat green ones (held-out photos)."""
+    import vitviz.samples
+
+    def fake(name: str) -> Image.Image:
+        return Image.new("RGB", (90, 70), (0, 200, 0) if name in HELD_OUT_PHOTOS else (200, 0, 0))
+
+    monkeypatch.setattr(vitviz.samples, "load_sample", fake)
+    photos_module._photo_arrays.cache_clear()
+    photos_module._photo_stack.cache_clear()
+    yield
+    photos_module._photo_arrays.cache_clear()
+    photos_module._photo_stack.cache_clear()
+
+
+def test_textured_leaves_are_cut_from_the_split_photos_in_random_places(split_coloured_photos):
+    # Only a cut-out photo gives a pixel with two channels exactly 0: the colour fills never do, even blurred.
+    cut = {}
+    for split in ("train", "val", "test"):
+        images, labels = build_data("textured", split, 32).sample(64, _gen())
+        red = (images[:, 1] == 0) & (images[:, 2] == 0) & (images[:, 0] > 0.7)  # (B, S, S) from a train photo
+        green = (images[:, 0] == 0) & (images[:, 2] == 0) & (images[:, 1] > 0.7)  # from a held-out photo
+        cut[split] = red if split == "train" else green
+        assert not (green if split == "train" else red).any(), split
+        assert 0.1 < cut[split].float().mean() < 0.9, split  # half of the leaves and backgrounds, give or take
+        assert (labels == -1).all()
+    # The leaves lie anywhere: every pixel is cut from a photo in some images and coloured in others.
+    share = cut["train"].float().mean(0)  # (S, S)
+    assert 0 < share.min() and share.max() < 1
+
+
+def test_procedural_is_unchanged_by_the_textured_option():
+    from vitviz.data.procedural import _dead_leaves
+
+    plain = _dead_leaves(4, 32, _gen(5), torch.device("cpu"))
+    frames = torch.rand(4, 4, 3, 32, 32, generator=_gen(9))
+    textured = _dead_leaves(4, 32, _gen(5), torch.device("cpu"), textures=frames, textured=0.5)
+    assert torch.equal(_dead_leaves(4, 32, _gen(5), torch.device("cpu"), textures=frames, textured=0.0), plain)
+    changed = (textured != plain).any(1)  # (4, S, S): pixels now cut from a frame
+    assert 0.1 < changed.float().mean() < 0.9
+    # A changed pixel holds its value from one of its own image's frames, at the same place.
+    from_frame = (textured[:, None] == frames).all(2).any(1)  # (4, S, S)
+    assert from_frame[changed].all()
 
 
 # --- shapes -----------------------------------------------------------------------------------------
@@ -542,7 +588,7 @@ def test_bad_crops_folders_get_one_clear_sentence(tmp_path, layout, message):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("fotos", r"Unknown data source 'fotos'; choose from photos, procedural, shapes, digits, cifar10, cifar100, "
+    ("fotos", r"Unknown data source 'fotos'; choose from photos, procedural, textured, shapes, digits, cifar10, cifar100, "
               r"folder:PATH"),
     ("photos:x", r"In the data part 'photos:x', the weight 'x' is not a number"),
     ("photos:0+procedural", r"the weight must be a positive number, not 0"),
@@ -569,7 +615,7 @@ def test_bad_arguments_name_the_bad_value():
 
 def test_describe_specs_names_every_source():
     text = describe_specs()
-    for name in ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "folder:PATH", "upload:NAME",
+    for name in ("photos", "procedural", "textured", "shapes", "digits", "cifar10", "cifar100", "folder:PATH", "upload:NAME",
                  "A:W+B:W"):
         assert name in text
     assert ", ".join(SHAPES_CLASSES) in text
@@ -618,7 +664,7 @@ def test_check_spec_reads_no_image(pets, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("fotos", r"Unknown data source 'fotos'; choose from photos, procedural, shapes, digits, cifar10, cifar100, "
+    ("fotos", r"Unknown data source 'fotos'; choose from photos, procedural, textured, shapes, digits, cifar10, cifar100, "
               r"folder:PATH"),
     ("photos:x", r"In the data part 'photos:x', the weight 'x' is not a number"),
     ("photos:0+procedural", r"the weight must be a positive number, not 0"),

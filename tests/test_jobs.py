@@ -192,7 +192,7 @@ def checkpoints(tmp_path, monkeypatch):
     (dict(model="huge"), "model", "model size 'huge' is not one of micro, tiny, starter"),
     (dict(task="segment"), "task", "task 'segment' is neither 'pretrain' (jigsaw) nor 'finetune' (classification)"),
     # Data specs are judged by vitviz.data.check_spec, in the words the CLI and build_data use too.
-    (dict(data="imagenet"), "data", "Unknown data source 'imagenet'; choose from photos, procedural, shapes, digits"),
+    (dict(data="imagenet"), "data", "Unknown data source 'imagenet'; choose from photos, procedural, textured, shapes, digits"),
     (dict(data="photos"), "data", "The data 'photos' has no labels to fine-tune on; choose shapes, digits"),
     (dict(data="shapes:1+digits:1"), "data", "The mixture 'shapes:1+digits:1' has no labels to fine-tune on: its "
                                              "parts do not share one set of classes"),

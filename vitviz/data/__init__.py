@@ -8,6 +8,7 @@ all take their data from here. One module per source:
                  the device-side crops and flips, and the finite labeled stack behind digits, CIFAR and folders
     photos       ``photos``
     procedural   ``procedural``
+    textured     ``textured``
     shapes       ``shapes``, ``SHAPES_CLASSES``, ``shapes_item``
     digits       ``digits``
     cifar        ``cifar10``, ``cifar100``, ``data_root``
@@ -25,6 +26,9 @@ Data spec (the training ``--data`` option), one source or a weighted mixture:
     procedural      endless generated unlabeled images: layered random discs, ellipses and rectangles
                     ("dead leaves", sizes from a power law) over colour gradients, some filled with stripes or
                     gradients, some blurred, some made of soft overlapping blobs
+    textured        endless unlabeled dead leaves as ``procedural``'s, half of the leaves and backgrounds cut
+                    out of random crops of the sample photos (train photos for train, held-out photos for val
+                    and test): photo statistics within a leaf, a random layout across it
     shapes          generated, labeled: one circle, square, triangle or star (``SHAPES_CLASSES``) at a random
                     position, size (35-60% of the side), rotation and contrasting colour over a muted photo crop
                     (train photos for train, held-out photos for val and test); item i of a split is fixed by
@@ -49,7 +53,8 @@ Data spec (the training ``--data`` option), one source or a weighted mixture:
 
 Augmentation (train split only, on the device): random resized crops and flips for ``photos``; crops of
 80-100% of the side (small shifts and zooms) and flips for labeled sets (no flips for ``digits``, where a
-mirrored digit is another shape); none for ``procedural`` and ``shapes``, whose every training item is new.
+mirrored digit is another shape); none for ``procedural``, ``textured`` and ``shapes``, whose every training
+item is new.
 Val and test get none: ``photos`` then gives square crops without flips.
 
 Determinism: a batch is a function of the ``torch.Generator`` passed to ``sample`` (its random numbers are

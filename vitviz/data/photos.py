@@ -89,8 +89,8 @@ def _photo_crops(stack: _PhotoStack, photo: Tensor, boxes: Tensor, size: int) ->
 class _Photos(ImageBatches):
     """Random crops of the bundled photos: random resized crops and flips for train, square crops otherwise."""
 
-    def __init__(self, split: str, image_size: int, device: torch.device):
-        super().__init__("photos", split, image_size, device)
+    def __init__(self, split: str, image_size: int, device: torch.device, name: str = "photos"):
+        super().__init__(name, split, image_size, device)
         from ..samples import HELD_OUT_PHOTOS, TRAIN_PHOTOS
 
         self.photo_names = TRAIN_PHOTOS if split == "train" else HELD_OUT_PHOTOS

@@ -10,6 +10,7 @@ gives val and test different images), and no augmentation: every training item i
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +49,16 @@ def _leaf_inside(dx: Tensor, dy: Tensor, leaf: tuple[Tensor, ...]) -> Tensor:
     return torch.where(is_rect, torch.maximum(along, across), along + across) <= 1
 
 
-def _dead_leaves(n: int, size: int, generator: torch.Generator, device: torch.device) -> Tensor:
-    """``[n, 3, S, S]``: random ellipses and rectangles over a gradient, each painted over the earlier ones."""
+def _dead_leaves(n: int, size: int, generator: torch.Generator, device: torch.device,
+                 textures: Optional[Tensor] = None, textured: float = 0.5) -> Tensor:
+    """``[n, 3, S, S]``: random ellipses and rectangles over a gradient, each painted over the earlier ones.
+
+    With ``textures [n, T, 3, S, S]`` (frames of photo crops, one set per image), each leaf and the background
+    is, with probability ``textured``, cut out of one of its image's T frames instead of filled with colour: the
+    "dead leaves with textures" of Baradad et al. (2021), "Learning to See by Looking at Noise", with photo
+    crops for textures. The random numbers of the untextured case are drawn first, so ``textures=None`` gives
+    the same images as before for the same generator.
+    """
     y, x = _pixel_grid(size, device)
     images = _gradients(_rand(generator, device, n, 7), y, x)
     large, k = _LARGE_LEAVES, _LARGE_LEAVES + _SMALL_LEAVES
@@ -116,7 +125,16 @@ def _dead_leaves(n: int, size: int, generator: torch.Generator, device: torch.de
     t = torch.where(fill < 0.55, 0.0, torch.where(fill < 0.8, gradient, stripes))  # (n, S, S)
     leaves = colour_a + (colour_b - colour_a) * t.view(n, size * size, 1)  # (n, S*S, 3)
     leaves = leaves.permute(0, 2, 1).reshape(n, 3, size, size)
-    return torch.where(background, images, leaves)
+    images = torch.where(background, images, leaves)
+    if textures is None:
+        return images
+    # Leaf j of image b (and slot k, the background) shows frame `frame[b, j]` of image b, or -1: its colours.
+    q = _rand(generator, device, n, k + 1, 2)
+    frame = torch.where(q[..., 0] < textured, (q[..., 1] * textures.shape[1]).long(), -1)  # (n, k + 1)
+    frame = torch.gather(frame, 1, torch.where(background.view(n, -1), k, slot))  # (n, S*S)
+    flat = textures.flatten(3)  # (n, T, 3, S*S)
+    cut = torch.gather(flat, 1, frame.clamp(min=0)[:, None, None, :].expand(-1, 1, 3, -1))[:, 0]  # (n, 3, S*S)
+    return torch.where(frame[:, None, :] >= 0, cut, images.flatten(2)).view(n, 3, size, size)
 
 
 def _soft_blobs(n: int, size: int, generator: torch.Generator, device: torch.device, blobs: int = 16) -> Tensor:

@@ -27,14 +27,15 @@ from .mixtures import _Mixture
 from .photos import _Photos
 from .procedural import _Procedural
 from .shapes import SHAPES_CLASSES, _Shapes, _shapes_items
+from .textured import _Textured
 from .upload import _upload, read_upload
 
 __all__ = ["SOURCES", "build_data", "check_spec", "describe_specs", "fixed_set"]
 
-SOURCES: tuple[str, ...] = ("photos", "procedural", "shapes", "digits", "cifar10", "cifar100", "upload", "folder",
-                            "crops")
+SOURCES: tuple[str, ...] = ("photos", "procedural", "textured", "shapes", "digits", "cifar10", "cifar100", "upload",
+                            "folder", "crops")
 # What an unknown or empty spec is told to choose from.
-_CHOICES = "photos, procedural, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, upload:NAME"
+_CHOICES = "photos, procedural, textured, shapes, digits, cifar10, cifar100, folder:PATH, crops:PATH, upload:NAME"
 _PATH_SOURCES = ("folder", "crops")  # sources whose part is SOURCE:PATH[:W]
 _BUNDLED = tuple(s for s in SOURCES if s not in (*_PATH_SOURCES, "upload"))  # named alone, never a folder
 
@@ -114,6 +115,8 @@ def _build_part(part: _Part, split: str, image_size: int, seed: int, device: tor
         return _Crops(part.path, split, image_size, device)
     if part.source == "procedural":
         return _Procedural(split, image_size, device)
+    if part.source == "textured":
+        return _Textured(split, image_size, device)
     if part.source == "shapes":
         return _Shapes(split, image_size, seed, device)
     if part.source == "digits":
@@ -206,8 +209,8 @@ def check_spec(spec: str, *, labeled: bool = False) -> str:
     Raises:
         DataError: an empty spec, an unknown source, a weight that is not a positive number, a folder that is
             missing, a file, empty, or without class sub-folders holding image files, a mixture's folder whose
-            absolute path holds "+", a CIFAR set missing from ``data_root()``; with ``labeled``, a ``photos`` or
-            ``procedural`` part, or a mixture whose parts do not share one set of classes.
+            absolute path holds "+", a CIFAR set missing from ``data_root()``; with ``labeled``, a ``photos``,
+            ``procedural`` or ``textured`` part, or a mixture whose parts do not share one set of classes.
     """
     parts = _parse(spec)
     checked = [_check_part(p) for p in parts]  # (normalised name, class key) per part
@@ -239,7 +242,7 @@ def _check_part(part: _Part) -> tuple[str, Union[tuple[str, ...], str]]:
     CIFAR's class names are known only once the set is read; a CIFAR part shares its classes with the same set
     only (not with a folder named after CIFAR's classes, which ``build_data`` would label).
     """
-    if part.source in ("photos", "procedural"):
+    if part.source in ("photos", "procedural", "textured"):
         return part.source, ()
     if part.source == "shapes":
         return part.source, SHAPES_CLASSES
@@ -273,6 +276,8 @@ def describe_specs() -> str:
         f"{len(HELD_OUT_PHOTOS)} others for val/test)\n"
         "  procedural   endless generated images: layered random shapes over gradients ('dead leaves'), "
         "striped, blurred and soft-blob variants\n"
+        "  textured     endless dead leaves, half of them cut out of crops of the sample photos (train photos for "
+        "train, held-out ones for val/test)\n"
         f"  shapes       labeled, generated: {', '.join(SHAPES_CLASSES)} over photo crops, with object masks\n"
         "  digits       scikit-learn's 8x8 handwritten digits, 10 classes\n"
         f"  cifar10, cifar100   torchvision's CIFAR from {data_root()} ($VITVIZ_DATA); never downloaded here\n"
