@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 
 def wait_idle(page, timeout: float = 120_000) -> None:
     """Wait until Streamlit has finished running the script (no running indicator)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && !document.querySelector("
+        "'[data-testid=\"stApp\"][data-test-script-state=\"running\"]')", timeout=timeout
     )
     page.wait_for_timeout(300)
 
@@ -22,8 +25,17 @@ def open_view(page, title: str) -> None:
 
 def upload_image(page, path: Path) -> None:
     """Upload ``path`` through the sidebar's uploader, which is always there: no source to pick first."""
-    page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
-    page.wait_for_selector(f'[data-testid="stSidebar"] :text("{path.name}")')
+    # A rerun that starts just as the file is set can redraw the uploader and drop it: set it again then.
+    for attempt in range(3):
+        page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            str(path))
+        try:
+            page.wait_for_selector(f'[data-testid="stSidebar"] :text("{path.name}")', timeout=30_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            wait_idle(page)
     wait_idle(page)
 
 

@@ -34,7 +34,7 @@ def test_download_a_catalogue_model_and_see_imagenet_names(browser, tmp_path, ou
             page.get_by_role("button", name=f"Download {NAME} (88 MB)").click()
             page.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)  # the bar while bytes arrive
             page.wait_for_selector(f'main :text("Model: {NAME}")', timeout=120_000)  # downloaded, loaded, on Home
-            assert "pretrained weights from the local cache" in page.locator("main").inner_text()
+            page.wait_for_selector('main :text("pretrained weights from the local cache")', timeout=60_000)
             wait_idle(page)
             open_view(page, "Attention")
             page.wait_for_selector('.js-plotly-plot .gtitle:has-text("Top predictions")', timeout=120_000)

@@ -10,7 +10,9 @@ number of steps, from random weights.
 ``--patch-size 16`` makes the second generation at the patch size of the ViT paper: ``starter-jigsaw-16``,
 ``starter-shapes-16`` and ``starter-shapes-16-scratch``, all at 112 px with 16 px patches (a 7x7 grid of patches a
 person can recognise). At 7x7 a model shown photos learns where each photo's contents sit rather than how patches
-meet, so ``starter-jigsaw-16`` learns on procedural images alone, with the seam loss (``training.seams``).
+meet, so ``starter-jigsaw-16`` learns on procedural images alone, with the seam loss (``training.seams``). The
+bundled ``starter-jigsaw-16`` then went on (``pretrain --init``) on ``procedural:1+textured:1``, dead leaves cut
+out of photo crops in random layouts (README: the second generation).
 """
 
 from __future__ import annotations
