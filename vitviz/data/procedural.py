@@ -167,6 +167,14 @@ def _blur(images: Tensor, sigma: Tensor) -> Tensor:
     return flat.view(b, c, h, w)
 
 
+def _defocus(images: Tensor, u: Tensor) -> Tensor:
+    """Out-of-focus images: where ``u[:, 0] < 1/3``, a blur of 0.5 to 2 pixels at 64 px (by ``u[:, 1]``), scaled
+    with the side of ``images [B, 3, S, S]``; ``u [B, 2]`` uniform."""
+    blurred = u[:, 0] < 1 / 3
+    sigma = torch.where(blurred, (0.5 + 1.5 * u[:, 1]) * images.shape[-1] / 64, 0.0)
+    return _blur(images, sigma) if bool(blurred.any()) else images
+
+
 def _procedural(n: int, size: int, generator: torch.Generator, device: torch.device) -> Tensor:
     """``[n, 3, S, S]`` in [0, 1]: 80% dead leaves (a third of them blurred), 20% soft blobs."""
     u = _rand(generator, device, n, 3)  # style, blurred or not, blur width
@@ -174,11 +182,7 @@ def _procedural(n: int, size: int, generator: torch.Generator, device: torch.dev
     images = torch.empty(n, 3, size, size, device=device)
     rows = (~blobs).nonzero().squeeze(1)
     if len(rows):
-        leaves = _dead_leaves(len(rows), size, generator, device)
-        # Out-of-focus leaves: blur of 0.5 to 2 pixels at 64 px, scaled with the image.
-        blurred = u[rows, 1] < 1 / 3
-        sigma = torch.where(blurred, (0.5 + 1.5 * u[rows, 2]) * size / 64, 0.0)
-        images[rows] = _blur(leaves, sigma) if bool(blurred.any()) else leaves
+        images[rows] = _defocus(_dead_leaves(len(rows), size, generator, device), u[rows, 1:3])
     rows = blobs.nonzero().squeeze(1)
     if len(rows):
         images[rows] = _soft_blobs(len(rows), size, generator, device)

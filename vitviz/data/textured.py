@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .batches import _crop_boxes, _flip, _rand, _randint
 from .photos import _photo_crops, _Photos
-from .procedural import _blur, _dead_leaves
+from .procedural import _dead_leaves, _defocus
 
 __all__: list[str] = []
 
@@ -46,9 +46,5 @@ class _Textured(_Photos):
     def _draw(self, n: int, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
         frames = self._frames(n, generator)
         images = _dead_leaves(n, self.image_size, generator, self.device, textures=frames, textured=_TEXTURED)
-        # Out of focus as procedural's leaves are: a third blurred by 0.5 to 2 pixels at 64 px.
-        u = _rand(generator, self.device, n, 2)
-        sigma = torch.where(u[:, 0] < 1 / 3, (0.5 + 1.5 * u[:, 1]) * self.image_size / 64, 0.0)
-        if bool((sigma > 0).any()):
-            images = _blur(images, sigma)
+        images = _defocus(images, _rand(generator, self.device, n, 2))  # out of focus as procedural's leaves
         return images.clamp_(0, 1), self._unlabeled(n)
